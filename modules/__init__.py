@@ -1,0 +1,1 @@
+"""Model building blocks (attentions, WN, flows, pitch helpers, spectrograms, f0 predictors)."""

@@ -1,0 +1,1 @@
+"""Data preparation: resampling, file lists and configs, feature extraction."""

@@ -1,0 +1,128 @@
+"""``resample.py``: dataset_raw/<spk>/* → dataset/44k/<spk>/*.wav, 44.1 kHz mono int16 (§2.1).
+
+Per file, as in so-vits-svc 4.1: load (mono by channel average) → trim silence (top_db 40) →
+scale to peak 0.98 if it clips → resample → unless ``--skip_loudnorm``, normalise the peak to 1.0 →
+write ``round(wav·32767)`` as 16-bit PCM. Additions: any format soundfile/librosa read (the output
+name keeps the stem and gets ``.wav``), atomic writes, already converted files are skipped
+(``--force`` redoes them), and unusable files are reported instead of crashing the batch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+import numpy as np
+
+from common.audio import (
+    AudioError,
+    is_audio_file,
+    load_audio,
+    resample,
+    save_wav_int16,
+    trim_silence,
+)
+from preprocess.batch import BatchReport, default_workers, remove_stale_temp_files, run_batch
+
+MIN_SECONDS = 0.3  # shorter clips are useless for training (preprocess_flist_config skips them)
+SILENCE_PEAK = 10 ** (-70 / 20)  # below -70 dBFS peak the file is taken as silent
+
+_job: dict = {}
+
+
+def _init(in_dir: str, out_dir: str, sr: int, skip_loudnorm: bool, force: bool) -> None:
+    _job.update(in_dir=in_dir, out_dir=out_dir, sr=sr, skip_loudnorm=skip_loudnorm, force=force)
+
+
+def output_path(src: str, in_dir: str, out_dir: str) -> str:
+    rel = os.path.relpath(src, in_dir)
+    return os.path.join(out_dir, os.path.splitext(rel)[0] + ".wav")
+
+
+def process_audio(wav: np.ndarray, sr: int, target_sr: int, skip_loudnorm: bool) -> np.ndarray:
+    """The reference's per-file processing; ``wav`` is float mono ``[L]`` at ``sr``."""
+    wav = trim_silence(wav, top_db=40)
+    peak = np.abs(wav).max() if wav.size else 0.0
+    if peak > 1.0:
+        wav = wav / peak * 0.98
+    wav = resample(wav, sr, target_sr)
+    if not skip_loudnorm:
+        wav = wav / max(np.abs(wav).max(), 1e-9)
+    return wav
+
+
+def convert_one(src: str) -> tuple[str, str | None]:
+    """Convert one file; returns ``(status, reason)``. Raises nothing for bad input."""
+    dst = output_path(src, _job["in_dir"], _job["out_dir"])
+    if not _job["force"] and os.path.exists(dst):
+        return "skipped", None
+    try:
+        wav, sr = load_audio(src)
+    except AudioError as e:
+        return "failed", str(e).split(": ", 1)[-1]
+    if np.abs(wav).max() < SILENCE_PEAK:
+        return "failed", "silent (peak below -70 dBFS)"
+    out = process_audio(wav, sr, _job["sr"], _job["skip_loudnorm"])
+    if len(out) < MIN_SECONDS * _job["sr"]:
+        return "failed", f"too short after trimming silence ({len(out) / _job['sr']:.2f} s < {MIN_SECONDS} s)"
+    save_wav_int16(dst, out, _job["sr"])
+    return "done", None
+
+
+def find_inputs(in_dir: str) -> list[str]:
+    """Audio files one level down: ``in_dir/<speaker>/<file>`` (hidden files ignored)."""
+    files = []
+    for spk in sorted(os.listdir(in_dir)):
+        spk_dir = os.path.join(in_dir, spk)
+        if spk.startswith(".") or not os.path.isdir(spk_dir):
+            continue
+        for name in sorted(os.listdir(spk_dir)):
+            path = os.path.join(spk_dir, name)
+            if os.path.isfile(path) and is_audio_file(path):
+                files.append(path)
+    return files
+
+
+def resample_dataset(
+    in_dir: str = "./dataset_raw",
+    out_dir: str = "./dataset/44k",
+    sr: int = 44100,
+    skip_loudnorm: bool = False,
+    num_processes: int | None = None,
+    force: bool = False,
+) -> BatchReport:
+    if not os.path.isdir(in_dir):
+        raise FileNotFoundError(f"{in_dir}: input folder not found (expected {in_dir}/<speaker>/*.wav)")
+    files = find_inputs(in_dir)
+    if not files:
+        raise FileNotFoundError(f"{in_dir}: no audio files found in {in_dir}/<speaker>/")
+    if os.path.isdir(out_dir):
+        remove_stale_temp_files(out_dir)
+    args = (in_dir, out_dir, sr, skip_loudnorm, force)
+    return run_batch(convert_one, files, num_processes, "resample", _init, args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description="Resample dataset_raw to 44.1 kHz mono 16-bit wav.")
+    p.add_argument("--sr2", type=int, default=44100, help="target sampling rate")
+    p.add_argument("--in_dir", type=str, default="./dataset_raw", help="folder of speaker folders")
+    p.add_argument("--out_dir2", type=str, default="./dataset/44k", help="output folder")
+    p.add_argument("--skip_loudnorm", action="store_true", help="skip peak normalisation")
+    p.add_argument("--num_processes", type=int, default=default_workers(),
+                   help="worker processes (default: all cores)")  # fmt: skip
+    p.add_argument("--force", action="store_true", help="redo files that are already converted")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        report = resample_dataset(args.in_dir, args.out_dir2, args.sr2, args.skip_loudnorm,
+                                  args.num_processes, args.force)  # fmt: skip
+    except FileNotFoundError as e:
+        print(f"error: {e}")
+        return 1
+    print(report.summary("resample"))
+    print(f"output: {Path(args.out_dir2).resolve()}")
+    return report.exit_code
