@@ -44,7 +44,9 @@ def load_audio(
         data = data.T
     except Exception:  # noqa: BLE001
         if path.suffix.lower() in _SNDFILE_SUFFIXES:
-            raise AudioError(f"{path}: not a readable audio file (unknown or corrupt format)") from None
+            raise AudioError(
+                f"{path}: not a readable audio file (unknown or corrupt format)"
+            ) from None
         data, file_sr = _load_with_audioread(path)
     if data.size == 0 or data.shape[-1] == 0:
         raise AudioError(f"{path}: contains no samples")

@@ -79,8 +79,11 @@ def safe_load(path: str | os.PathLike, map_location: Any = "cpu") -> Any:
         text = str(e)
         msg = text.strip().splitlines()[0] if text.strip() else type(e).__name__
         if "Weights only load failed" in text:
-            m = re.search(r"(unsupported GLOBAL [\w.]+|Unsupported global: GLOBAL [\w.]+"
-                          r"|Trying to call reduce for [^\n]+|Can only [^\n]+)", text)  # fmt: skip
+            m = re.search(
+                r"(unsupported GLOBAL [\w.]+|Unsupported global: GLOBAL [\w.]+"
+                r"|Trying to call reduce for [^\n]+|Can only [^\n]+)",
+                text,
+            )
             if m:
                 raise CheckpointError(
                     f"{path}: refused to load: the file asks to run code or build an object "
@@ -148,8 +151,11 @@ def load_checkpoint(
         elif value.shape != fresh.shape:
             logger.warning(
                 "%s: %s has shape %s in the checkpoint but %s in the model; keeping its initial value",
-                path, key, tuple(value.shape), tuple(fresh.shape),
-            )  # fmt: skip
+                path,
+                key,
+                tuple(value.shape),
+                tuple(fresh.shape),
+            )
             new_state[key] = fresh
         else:
             new_state[key] = value.to(dtype=fresh.dtype)

@@ -28,7 +28,9 @@ class Singer:
     name: str
     f0_low: float
     f0_high: float
-    formants: tuple[tuple[float, float], ...] = field(default=((700, 110), (1200, 120), (2600, 160)))
+    formants: tuple[tuple[float, float], ...] = field(
+        default=((700, 110), (1200, 120), (2600, 160))
+    )
     breathiness: float = 0.02
 
 
@@ -38,7 +40,9 @@ DEMO_SINGERS = (
 )
 
 
-def f0_contour(duration: float, singer: Singer, rng: np.random.Generator, sr: int = SR) -> np.ndarray:
+def f0_contour(
+    duration: float, singer: Singer, rng: np.random.Generator, sr: int = SR
+) -> np.ndarray:
     """Sample-level f0 [Hz], shape ``[round(duration·sr)]``: notes with glides and vibrato."""
     n = int(round(duration * sr))
     n_notes = max(2, int(duration / 0.6))
@@ -126,8 +130,14 @@ def write_dataset(
             sf.write(path, wav, sr, subtype="PCM_16")
             ff = frame_f0(f0)
             times = np.arange(len(ff)) * HOP / sr
-            np.savetxt(path.with_suffix(".f0.csv"), np.stack([times, ff], 1), delimiter=",",
-                       fmt="%.6f", header="time_s,f0_hz", comments="")  # fmt: skip
+            np.savetxt(
+                path.with_suffix(".f0.csv"),
+                np.stack([times, ff], 1),
+                delimiter=",",
+                fmt="%.6f",
+                header="time_s,f0_hz",
+                comments="",
+            )
             written.append(path)
     return written
 

@@ -32,7 +32,9 @@ def f0_to_coarse(f0: torch.Tensor) -> torch.Tensor:
     return f0_coarse
 
 
-def interpolate_f0(f0: np.ndarray, hop: int = 512, sr: int = 44100) -> tuple[np.ndarray, np.ndarray]:
+def interpolate_f0(
+    f0: np.ndarray, hop: int = 512, sr: int = 44100
+) -> tuple[np.ndarray, np.ndarray]:
     """Fill unvoiced (0) frames by linear interpolation over voiced ones.
 
     Returns ``(f0_interp, uv)`` with ``uv = (f0 > 0)`` as float32. Edges take the first/last voiced

@@ -33,8 +33,10 @@ class BatchReport:
             self.failed[path] = reason or "failed"
 
     def summary(self, what: str) -> str:
-        lines = [f"{what}: {self.done} done, {self.skipped} already up to date, "
-                 f"{len(self.failed)} failed"]  # fmt: skip
+        lines = [
+            f"{what}: {self.done} done, {self.skipped} already up to date, "
+            f"{len(self.failed)} failed"
+        ]
         for path, reason in sorted(self.failed.items()):
             lines.append(f"  skipped {path}: {reason}")
         return "\n".join(lines)
@@ -76,7 +78,9 @@ def run_batch(
             bar.update()
     else:
         ctx = mp.get_context("spawn")
-        with ProcessPoolExecutor(n, mp_context=ctx, initializer=initializer, initargs=initargs) as ex:
+        with ProcessPoolExecutor(
+            n, mp_context=ctx, initializer=initializer, initargs=initargs
+        ) as ex:
             futures = {ex.submit(_safe_call, fn, item): item for item in items}
             for fut in as_completed(futures):
                 try:
@@ -94,7 +98,7 @@ def _safe_call(fn: Callable[[str], tuple[str, str | None]], item: str) -> tuple[
     except Exception as e:  # noqa: BLE001
         msg = str(e)
         prefix = f"{item}: "
-        return "failed", (msg[len(prefix):] if msg.startswith(prefix) else msg) or type(e).__name__
+        return "failed", (msg[len(prefix) :] if msg.startswith(prefix) else msg) or type(e).__name__
 
 
 def remove_stale_temp_files(root: str) -> int:

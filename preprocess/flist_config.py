@@ -62,8 +62,10 @@ def scan_speaker(spk_dir: Path, source_dir: str, problems: list[str]) -> list[st
             problems.append(f"{path}: not a readable wav file; skipped")
             continue
         if info.frames / info.samplerate < MIN_SECONDS:
-            problems.append(f"{path}: shorter than {MIN_SECONDS} s "
-                            f"({info.frames / info.samplerate:.2f} s); skipped")  # fmt: skip
+            problems.append(
+                f"{path}: shorter than {MIN_SECONDS} s "
+                f"({info.frames / info.samplerate:.2f} s); skipped"
+            )
             continue
         if not name.isascii():
             problems.append(f"{path}: non-ASCII file name (kept; some tools may not like it)")
@@ -71,7 +73,9 @@ def scan_speaker(spk_dir: Path, source_dir: str, problems: list[str]) -> list[st
     return paths
 
 
-def build_filelists(source_dir: str, seed: int = 1234) -> tuple[dict[str, int], list[str], list[str], list[str]]:
+def build_filelists(
+    source_dir: str, seed: int = 1234
+) -> tuple[dict[str, int], list[str], list[str], list[str]]:
     """Return ``(spk_map, train, val, problems)`` for ``source_dir/<speaker>/*.wav``."""
     root = Path(source_dir)
     if not root.is_dir():
@@ -84,8 +88,10 @@ def build_filelists(source_dir: str, seed: int = 1234) -> tuple[dict[str, int], 
     for spk in sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
         wavs = scan_speaker(root / spk, source_dir, problems)
         if len(wavs) < 2:
-            problems.append(f"{root / spk}: speaker '{spk}' has {len(wavs)} usable file(s); at least "
-                            "2 are needed (one for training, one for validation); speaker left out")  # fmt: skip
+            problems.append(
+                f"{root / spk}: speaker '{spk}' has {len(wavs)} usable file(s); at least "
+                "2 are needed (one for training, one for validation); speaker left out"
+            )
             continue
         spk_map[spk] = len(spk_map)
         rng.shuffle(wavs)
@@ -93,8 +99,10 @@ def build_filelists(source_dir: str, seed: int = 1234) -> tuple[dict[str, int], 
         val += wavs[:n_val]
         train += wavs[n_val:]
     if not spk_map:
-        raise DatasetError(f"{source_dir}: no speaker with at least 2 usable wav files "
-                           f"(expected {source_dir}/<speaker>/*.wav)")  # fmt: skip
+        raise DatasetError(
+            f"{source_dir}: no speaker with at least 2 usable wav files "
+            f"(expected {source_dir}/<speaker>/*.wav)"
+        )
     rng.shuffle(train)
     rng.shuffle(val)
     return spk_map, train, val, problems
@@ -142,21 +150,39 @@ def write_outputs(args: argparse.Namespace) -> dict[str, int]:
     save_config(config, config_dir / "config.json")
     diff = make_diffusion_config(spk_map, args.speech_encoder)
     write_text(config_dir / "diffusion.yaml", yaml.safe_dump(diff, allow_unicode=True))
-    print(f"speakers (id: name, sorted by name): {', '.join(f'{i}: {s}' for s, i in spk_map.items())}")
+    print(
+        f"speakers (id: name, sorted by name): {', '.join(f'{i}: {s}' for s, i in spk_map.items())}"
+    )
     print(f"{len(train)} training and {len(val)} validation files")
-    for path in (args.train_list, args.val_list, config_dir / "config.json", config_dir / "diffusion.yaml"):
+    for path in (
+        args.train_list,
+        args.val_list,
+        config_dir / "config.json",
+        config_dir / "diffusion.yaml",
+    ):
         print(f"wrote {path}")
     return spk_map
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="Write file lists and configs for training.")
-    p.add_argument("--train_list", type=str, default="./filelists/train.txt", help="path to train list")
+    p.add_argument(
+        "--train_list", type=str, default="./filelists/train.txt", help="path to train list"
+    )
     p.add_argument("--val_list", type=str, default="./filelists/val.txt", help="path to val list")
     p.add_argument("--source_dir", type=str, default="./dataset/44k", help="path to source dir")
-    p.add_argument("--speech_encoder", type=str, default="vec768l12", choices=sorted(ENCODER_DIMS),
-                   help="choice a speech encoder|" + ",".join(ENCODER_DIMS))  # fmt: skip
-    p.add_argument("--vol_aug", action="store_true", help="Whether to use volume embedding and volume augmentation")
+    p.add_argument(
+        "--speech_encoder",
+        type=str,
+        default="vec768l12",
+        choices=sorted(ENCODER_DIMS),
+        help="choice a speech encoder|" + ",".join(ENCODER_DIMS),
+    )
+    p.add_argument(
+        "--vol_aug",
+        action="store_true",
+        help="Whether to use volume embedding and volume augmentation",
+    )
     p.add_argument("--tiny", action="store_true", help="Whether to train sovits tiny")
     p.add_argument("--config_dir", type=str, default="./configs", help=argparse.SUPPRESS)
     return p

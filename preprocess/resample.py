@@ -65,7 +65,10 @@ def convert_one(src: str) -> tuple[str, str | None]:
         return "failed", "silent (peak below -70 dBFS)"
     out = process_audio(wav, sr, _job["sr"], _job["skip_loudnorm"])
     if len(out) < MIN_SECONDS * _job["sr"]:
-        return "failed", f"too short after trimming silence ({len(out) / _job['sr']:.2f} s < {MIN_SECONDS} s)"
+        return (
+            "failed",
+            f"too short after trimming silence ({len(out) / _job['sr']:.2f} s < {MIN_SECONDS} s)",
+        )
     save_wav_int16(dst, out, _job["sr"])
     return "done", None
 
@@ -93,7 +96,9 @@ def resample_dataset(
     force: bool = False,
 ) -> BatchReport:
     if not os.path.isdir(in_dir):
-        raise FileNotFoundError(f"{in_dir}: input folder not found (expected {in_dir}/<speaker>/*.wav)")
+        raise FileNotFoundError(
+            f"{in_dir}: input folder not found (expected {in_dir}/<speaker>/*.wav)"
+        )
     files = find_inputs(in_dir)
     if not files:
         raise FileNotFoundError(f"{in_dir}: no audio files found in {in_dir}/<speaker>/")
@@ -109,8 +114,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--in_dir", type=str, default="./dataset_raw", help="folder of speaker folders")
     p.add_argument("--out_dir2", type=str, default="./dataset/44k", help="output folder")
     p.add_argument("--skip_loudnorm", action="store_true", help="skip peak normalisation")
-    p.add_argument("--num_processes", type=int, default=default_workers(),
-                   help="worker processes (default: all cores)")  # fmt: skip
+    p.add_argument(
+        "--num_processes",
+        type=int,
+        default=default_workers(),
+        help="worker processes (default: all cores)",
+    )
     p.add_argument("--force", action="store_true", help="redo files that are already converted")
     return p
 
@@ -118,8 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        report = resample_dataset(args.in_dir, args.out_dir2, args.sr2, args.skip_loudnorm,
-                                  args.num_processes, args.force)  # fmt: skip
+        report = resample_dataset(
+            args.in_dir, args.out_dir2, args.sr2, args.skip_loudnorm, args.num_processes, args.force
+        )
     except FileNotFoundError as e:
         print(f"error: {e}")
         return 1

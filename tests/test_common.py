@@ -117,15 +117,22 @@ def test_checkpoint_roundtrip(tmp_path):
 def test_load_checkpoint_keeps_fresh_values_for_missing_and_mismatched(tmp_path, caplog):
     src = torch.nn.ModuleDict({"emb_g": torch.nn.Embedding(5, 4), "pre": torch.nn.Linear(4, 4)})
     checkpoint.save_checkpoint(src, None, 1e-4, 1, tmp_path / "G_0.pth")
-    dst = torch.nn.ModuleDict({"emb_g": torch.nn.Embedding(2, 4), "pre": torch.nn.Linear(4, 4),
-                               "extra": torch.nn.Linear(2, 2)})  # fmt: skip
+    dst = torch.nn.ModuleDict(
+        {
+            "emb_g": torch.nn.Embedding(2, 4),
+            "pre": torch.nn.Linear(4, 4),
+            "extra": torch.nn.Linear(2, 2),
+        }
+    )
     emb_before = dst.emb_g.weight.detach().clone()
     with caplog.at_level("WARNING"):
         checkpoint.load_checkpoint(tmp_path / "G_0.pth", dst)
     assert torch.equal(dst.emb_g.weight, emb_before)  # shape mismatch: re-initialised value kept
     assert torch.equal(dst.pre.weight, src.pre.weight)
     text = caplog.text
-    assert "emb_g.weight has shape (5, 4)" in text and "extra.weight is not in the checkpoint" in text
+    assert (
+        "emb_g.weight has shape (5, 4)" in text and "extra.weight is not in the checkpoint" in text
+    )
 
 
 def test_malicious_checkpoint_is_refused_without_running_code(tmp_path):
@@ -145,7 +152,13 @@ def test_malicious_checkpoint_is_refused_without_running_code(tmp_path):
 
 def test_safe_load_reads_numpy_and_fairseq_dictionary(tmp_path):
     # A kmeans_10000.pt-like dict with numpy centres loads.
-    km = {"spk": {"n_features_in_": 4, "_n_threads": 4, "cluster_centers_": np.ones((3, 4), np.float32)}}
+    km = {
+        "spk": {
+            "n_features_in_": 4,
+            "_n_threads": 4,
+            "cluster_centers_": np.ones((3, 4), np.float32),
+        }
+    }
     torch.save(km, tmp_path / "kmeans_10000.pt")
     out = checkpoint.safe_load(tmp_path / "kmeans_10000.pt")
     assert out["spk"]["cluster_centers_"].shape == (3, 4)
@@ -162,7 +175,9 @@ def test_safe_load_reads_numpy_and_fairseq_dictionary(tmp_path):
         sys.modules[name] = type(sys)(name)
     sys.modules["fairseq.data.dictionary"].Dictionary = Dictionary
     try:
-        torch.save({"task_state": {"dictionaries": [Dictionary()]}, "model": {}}, tmp_path / "fs.pt")
+        torch.save(
+            {"task_state": {"dictionaries": [Dictionary()]}, "model": {}}, tmp_path / "fs.pt"
+        )
     finally:
         for name in names:
             del sys.modules[name]

@@ -52,7 +52,9 @@ def test_resample_then_config(raw_dataset):
     again = run_script([ROOT / "resample.py", "--num_processes", "1"], cwd=root)
     assert "0 done" in again.stdout and f"{6 + len(good)} already up to date" in again.stdout
 
-    proc = run_script([ROOT / "preprocess_flist_config.py", "--speech_encoder", "vec256l9"], cwd=root)
+    proc = run_script(
+        [ROOT / "preprocess_flist_config.py", "--speech_encoder", "vec256l9"], cwd=root
+    )
     cfg = json.loads((root / "configs" / "config.json").read_text())
     assert cfg["spk"] == {"alto": 0, SPACED: 1}
     assert cfg["model"]["n_speakers"] == 2 and isinstance(cfg["model"]["n_speakers"], int)
@@ -74,15 +76,25 @@ def test_resample_then_config(raw_dataset):
 
 @pytest.mark.parametrize(
     "encoder,dims",
-    [("vec768l12", (768, 768, 768)), ("hubertsoft", (256, 256, 768)),
-     ("whisper-ppg", (1024, 1024, 1024)), ("whisper-ppg-large", (1280, 1280, 1280))],
-)  # fmt: skip
+    [
+        ("vec768l12", (768, 768, 768)),
+        ("hubertsoft", (256, 256, 768)),
+        ("whisper-ppg", (1024, 1024, 1024)),
+        ("whisper-ppg-large", (1280, 1280, 1280)),
+    ],
+)
 def test_config_dimension_table_and_flags(tmp_path, encoder, dims):
     for spk in ("b", "a"):
-        write_dataset(tmp_path / "dataset" / "44k", singers=(Singer(spk, 150, 300),),
-                      files_per_singer=2, duration=0.5)  # fmt: skip
-    run_script([ROOT / "preprocess_flist_config.py", "--speech_encoder", encoder, "--vol_aug",
-                "--tiny"], cwd=tmp_path)  # fmt: skip
+        write_dataset(
+            tmp_path / "dataset" / "44k",
+            singers=(Singer(spk, 150, 300),),
+            files_per_singer=2,
+            duration=0.5,
+        )
+    run_script(
+        [ROOT / "preprocess_flist_config.py", "--speech_encoder", encoder, "--vol_aug", "--tiny"],
+        cwd=tmp_path,
+    )
     cfg = json.loads((tmp_path / "configs" / "config.json").read_text())
     m = cfg["model"]
     assert (m["ssl_dim"], m["gin_channels"]) == dims[:2]
@@ -96,10 +108,18 @@ def test_config_messages(tmp_path):
     (tmp_path / "dataset" / "44k").mkdir(parents=True)
     proc = run_script([ROOT / "preprocess_flist_config.py"], cwd=tmp_path, check=False)
     assert proc.returncode == 1 and "no speaker" in proc.stdout
-    write_dataset(tmp_path / "dataset" / "44k", singers=(Singer("ok", 150, 300),), files_per_singer=3,
-                  duration=0.5)  # fmt: skip
-    write_dataset(tmp_path / "dataset" / "44k", singers=(Singer("lonely", 150, 300),),
-                  files_per_singer=1, duration=0.5)  # fmt: skip
+    write_dataset(
+        tmp_path / "dataset" / "44k",
+        singers=(Singer("ok", 150, 300),),
+        files_per_singer=3,
+        duration=0.5,
+    )
+    write_dataset(
+        tmp_path / "dataset" / "44k",
+        singers=(Singer("lonely", 150, 300),),
+        files_per_singer=1,
+        duration=0.5,
+    )
     short = tmp_path / "dataset" / "44k" / "ok" / "tiny.wav"
     sf.write(short, np.zeros(4410, np.float32), 44100)
     proc = run_script([ROOT / "preprocess_flist_config.py"], cwd=tmp_path)
@@ -107,20 +127,29 @@ def test_config_messages(tmp_path):
     assert "tiny.wav: shorter than 0.3 s" in proc.stdout
     cfg = json.loads((tmp_path / "configs" / "config.json").read_text())
     assert cfg["spk"] == {"ok": 0}
-    lists = (tmp_path / "filelists" / "train.txt").read_text() + (tmp_path / "filelists" / "val.txt").read_text()
+    lists = (tmp_path / "filelists" / "train.txt").read_text() + (
+        tmp_path / "filelists" / "val.txt"
+    ).read_text()
     assert "tiny.wav" not in lists and len(lists.splitlines()) == 3
 
 
 def test_resample_killed_part_way_then_resumed(tmp_path):
     """SIGKILL resample.py mid-run: no half-written output; a re-run completes every file."""
     n_files = 40
-    write_dataset(tmp_path / "dataset_raw", singers=DEMO_SINGERS, files_per_singer=n_files // 2,
-                  duration=2.5)  # fmt: skip
+    write_dataset(
+        tmp_path / "dataset_raw", singers=DEMO_SINGERS, files_per_singer=n_files // 2, duration=2.5
+    )
     out_dir = tmp_path / "dataset" / "44k"
     cmd = [sys.executable, str(ROOT / "resample.py"), "--num_processes", "2"]
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    proc = subprocess.Popen(
+        cmd,
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = time.time() + 120
     while time.time() < deadline and len(list(out_dir.rglob("*.wav"))) < 3:
         time.sleep(0.02)
