@@ -34,11 +34,16 @@ class BatchReport:
 
     def summary(self, what: str) -> str:
         lines = [
-            f"{what}: {self.done} done, {self.skipped} already up to date, "
-            f"{len(self.failed)} failed"
+            f"{what}: {self.done} done, {self.skipped} already up to date, {len(self.failed)} failed"
         ]
+        by_reason: dict[str, list[str]] = {}
         for path, reason in sorted(self.failed.items()):
-            lines.append(f"  skipped {path}: {reason}")
+            by_reason.setdefault(reason, []).append(path)
+        for reason, paths in by_reason.items():
+            if len(paths) > 3:  # one cause for many files (e.g. a missing model): say it once
+                lines.append(f"  skipped {len(paths)} files ({paths[0]}, ...): {reason}")
+            else:
+                lines += [f"  skipped {path}: {reason}" for path in paths]
         return "\n".join(lines)
 
     @property

@@ -1,0 +1,227 @@
+"""``preprocess_hubert_f0.py``: per-utterance features for training (sovits-4.1.md §2.3, §4).
+
+For every ``in_dir/<speaker>/*.wav`` it writes, beside the wav, the files listed in
+:mod:`common.features`: units (``.soft.pt``), f0 (``.f0.npy``), the linear spectrogram
+(``.spec.pt``), the volume (``.vol.npy``, with ``--use_diff`` or a config with
+``vol_embedding``) and, with ``--use_diff``, the diffusion mels (``.mel.npy``, ``.aug_mel.npy``,
+``.aug_keyshift.npy``, ``.aug_vol.npy``). No file is pickled.
+
+A wav is complete when all of its outputs exist; each output is written atomically, so a run that
+is killed and started again redoes only what is missing. Reference-format (pickled) f0 and
+aug_mel files are recomputed, never unpickled. Workers use the ``spawn`` start method.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from common import features as ff
+from common.atomic import save_npy, torch_save
+from common.audio import load_audio, resample
+from common.hparams import load_config
+from preprocess.batch import BatchReport, remove_stale_temp_files, run_batch
+
+HOP = 512
+SR = 44100
+
+_state: dict = {}
+
+
+def required_outputs(wav_path: str, use_diff: bool, use_vol: bool) -> list[str]:
+    out = [ff.soft_path(wav_path), ff.f0_path(wav_path), ff.spec_path(wav_path)]
+    if use_diff or use_vol:
+        out.append(ff.vol_path(wav_path))
+    if use_diff:
+        out += [ff.mel_path(wav_path), ff.aug_mel_path(wav_path), ff.aug_keyshift_path(wav_path),
+                ff.aug_vol_path(wav_path)]  # fmt: skip
+    return out
+
+
+def _is_current(path: str) -> bool:
+    """Exists and is not a reference-format (pickled) file."""
+    if not os.path.exists(path):
+        return False
+    if path.endswith(".npy"):
+        try:
+            ff.load_npy(path)
+        except ff.LegacyFeatureFile:
+            return False
+        except ValueError:
+            return False
+    return True
+
+
+def _init_worker(job: dict, ranks) -> None:
+    """Per-worker set-up: threads, device, speech encoder, f0 predictor, mel extractor."""
+    rank = ranks.get() if ranks is not None else 0
+    torch.set_num_threads(job["threads"])
+    _state.clear()
+    try:
+        _load_models(job, rank)
+    except Exception as e:  # noqa: BLE001 - reported once per file instead of a broken pool
+        _state["init_error"] = str(e)
+
+
+def _load_models(job: dict, rank: int) -> None:
+    from modules.f0 import get_f0_predictor
+    from modules.mel_processing import NsfMel, VolumeExtractor
+    from vencoder import get_speech_encoder
+
+    device = job["device"]
+    if device.startswith("cuda") and ":" not in device and torch.cuda.device_count() > 0:
+        device = f"cuda:{rank % torch.cuda.device_count()}"
+    _state.update(job)
+    _state["device"] = device
+    _state["encoder"] = get_speech_encoder(job["speech_encoder"], device=device)
+    _state["f0"] = get_f0_predictor(job["f0_predictor"], hop_length=HOP, sampling_rate=SR,
+                                    device=device, threshold=0.05)  # fmt: skip
+    _state["volume"] = VolumeExtractor(HOP)
+    if job["use_diff"]:
+        cfg = job.get("vocoder_config")
+        _state["mel"] = NsfMel.from_config(cfg) if cfg else NsfMel()
+
+
+def process_one(wav_path: str) -> tuple[str, str | None]:
+    """Compute the missing outputs of one wav. Returns ``(status, reason)``."""
+    from modules.mel_processing import spectrogram_torch
+
+    s = _state
+    if "init_error" in s:
+        return "failed", s["init_error"]
+    todo = [
+        p for p in required_outputs(wav_path, s["use_diff"], s["use_vol"]) if not _is_current(p)
+    ]
+    if not todo:
+        return "skipped", None
+    wav, _ = load_audio(wav_path, sr=SR)
+    if len(wav) < 2 * HOP:
+        return "failed", f"too short ({len(wav)} samples)"
+    n_frames = len(wav) // HOP
+    wav_t = torch.from_numpy(wav)
+
+    if ff.soft_path(wav_path) in todo:
+        wav16k = torch.from_numpy(resample(wav, SR, 16000)).to(s["device"])
+        with torch.inference_mode():
+            units = s["encoder"].encoder(wav16k)
+        torch_save(units.detach().float().cpu().contiguous(), ff.soft_path(wav_path))
+
+    if ff.f0_path(wav_path) in todo:
+        f0, uv = s["f0"].compute_f0_uv(wav.astype(np.float64), p_len=n_frames)
+        ff.save_f0(ff.f0_path(wav_path), f0, uv)
+
+    if ff.spec_path(wav_path) in todo:
+        spec = spectrogram_torch(wav_t[None], 2048, SR, HOP, 2048, center=False)[0]
+        torch_save(spec.float().contiguous(), ff.spec_path(wav_path))
+
+    if ff.vol_path(wav_path) in todo:
+        save_npy(ff.vol_path(wav_path), s["volume"].extract(wav_t).numpy().astype(np.float32))
+
+    if s["use_diff"]:
+        mel_ex = s["mel"]
+        if ff.mel_path(wav_path) in todo:
+            mel = mel_ex.extract(wav_t[None])[0]
+            save_npy(ff.mel_path(wav_path), mel.numpy().astype(np.float32))
+        aug = {ff.aug_mel_path(wav_path), ff.aug_keyshift_path(wav_path), ff.aug_vol_path(wav_path)}
+        if aug & set(todo):
+            # Deterministic per file, so a resumed run writes the same augmentation.
+            seed = int.from_bytes(hashlib.sha1(wav_path.encode()).digest()[:4], "little")
+            rng = np.random.default_rng(seed)
+            max_shift = min(1.0, float(np.log10(1.0 / (np.abs(wav).max() + 1e-5))))
+            log10_vol_shift = rng.uniform(-1.0, max_shift)
+            keyshift = float(rng.uniform(-5.0, 5.0))
+            shifted = wav_t * (10**log10_vol_shift)
+            aug_mel = mel_ex.extract(shifted[None], keyshift=keyshift)[0]
+            save_npy(
+                ff.aug_vol_path(wav_path), s["volume"].extract(shifted).numpy().astype(np.float32)
+            )
+            save_npy(ff.aug_keyshift_path(wav_path), np.array([keyshift], np.float32))
+            save_npy(ff.aug_mel_path(wav_path), aug_mel.numpy().astype(np.float32))
+    return "done", None
+
+
+def extract_features(
+    in_dir: str = "dataset/44k",
+    config_path: str = "configs/config.json",
+    diff_config_path: str = "configs/diffusion.yaml",
+    f0_predictor: str = "rmvpe",
+    use_diff: bool = False,
+    device: str | None = None,
+    num_processes: int = 1,
+) -> BatchReport:
+    hps = load_config(config_path, infer=True)
+    speech_encoder = hps.model.speech_encoder or "vec768l12"
+    use_vol = bool(hps.model.vol_embedding)
+    vocoder_config = None
+    if use_diff:
+        import json
+
+        import yaml
+
+        with open(diff_config_path, encoding="utf-8") as f:
+            dcfg = yaml.safe_load(f)
+        ckpt = (dcfg.get("vocoder") or {}).get("ckpt", "pretrain/nsf_hifigan/model")
+        cfg_file = Path(ckpt).parent / "config.json"
+        if cfg_file.is_file():
+            vocoder_config = json.loads(cfg_file.read_text())
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    files = sorted(glob.glob(os.path.join(in_dir, "*", "*.wav")))
+    if not files:
+        raise FileNotFoundError(
+            f"{in_dir}: no wav files in {in_dir}/<speaker>/ (run resample.py first)"
+        )
+    remove_stale_temp_files(in_dir)
+    n = num_processes if num_processes > 0 else (os.cpu_count() or 1)
+    n = max(1, min(n, len(files)))
+    job = {
+        "speech_encoder": speech_encoder, "f0_predictor": f0_predictor, "use_diff": use_diff,
+        "use_vol": use_vol, "device": device, "vocoder_config": vocoder_config,
+        "threads": max(1, (os.cpu_count() or 1) // n),
+    }  # fmt: skip
+    ranks = None
+    if n > 1:
+        import multiprocessing as mp
+
+        ranks = mp.get_context("spawn").Manager().Queue()
+        for r in range(n):
+            ranks.put(r)
+    print(f"features: encoder {speech_encoder}, f0 {f0_predictor}, device {device}, "
+          f"{n} process(es), {len(files)} files")  # fmt: skip
+    return run_batch(process_one, files, n, "features", _init_worker, (job, ranks))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description="Extract units, f0, spectrograms (and diffusion mels).")
+    p.add_argument(
+        "-d", "--device", type=str, default=None, help="cpu, cuda, cuda:N (default: auto)"
+    )
+    p.add_argument("--in_dir", type=str, default="dataset/44k", help="path to input dir")
+    p.add_argument("--use_diff", action="store_true", help="Whether to use the diffusion model")
+    p.add_argument("--f0_predictor", type=str, default="rmvpe",
+                   help="Select F0 predictor, can select crepe,pm,dio,harvest,rmvpe,fcpe|default: rmvpe")  # fmt: skip
+    p.add_argument("--num_processes", type=int, default=1,
+                   help="You are advised to set the number of processes to the same as the number of CPU cores")  # fmt: skip
+    p.add_argument("-c", "--config", type=str, default="configs/config.json", help="so-vits config")
+    p.add_argument(
+        "--diff_config", type=str, default="configs/diffusion.yaml", help="diffusion config"
+    )
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        report = extract_features(args.in_dir, args.config, args.diff_config, args.f0_predictor,
+                                  args.use_diff, args.device, args.num_processes)  # fmt: skip
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}")
+        return 1
+    print(report.summary("features"))
+    return report.exit_code
