@@ -87,7 +87,8 @@ def normalize_f0(
     uv_sum[uv_sum == 0] = 9999
     means = torch.sum(lf0[:, 0, :] * uv, dim=1, keepdim=True) / uv_sum
     if random_scale:
-        factor = torch.empty(lf0.shape[0], 1, device=lf0.device).uniform_(0.8, 1.2)
+        # Drawn on the CPU generator, as the reference does, then moved.
+        factor = torch.empty(lf0.shape[0], 1).uniform_(0.8, 1.2).to(lf0.device)
     else:
         factor = torch.ones(lf0.shape[0], 1, device=lf0.device)
     out = (lf0 - means.unsqueeze(-1)) * factor.unsqueeze(-1)
