@@ -74,7 +74,12 @@ def safe_load(path: str | os.PathLike, map_location: Any = "cpu") -> Any:
         raise CheckpointError(f"{path}: checkpoint file not found")
     try:
         with torch.serialization.safe_globals(SAFE_GLOBALS):
-            return torch.load(path, map_location=map_location, weights_only=True)
+            try:  # memory-map zip checkpoints: unused parts (optimizer state) are never read
+                return torch.load(path, map_location=map_location, weights_only=True, mmap=True)
+            except RuntimeError as e:
+                if "mmap" not in str(e) and "zipfile" not in str(e):
+                    raise
+                return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # UnpicklingError, RuntimeError (bad zip), EOFError, ...
         text = str(e)
         msg = text.strip().splitlines()[0] if text.strip() else type(e).__name__
