@@ -3,7 +3,9 @@
     .venv/bin/python demo.py [--workdir demo_work]
 
 Steps, each one a real run of the top-level script a user would run, inside ``--workdir``:
-generate two synthetic singers → resample.py → preprocess_flist_config.py.
+generate two synthetic singers → resample.py → preprocess_flist_config.py →
+preprocess_hubert_f0.py (the real whisper-ppg-ct2 encoder shipped with the install; f0 from rmvpe
+when ``pretrain/rmvpe.pt`` is there, else the FCPE model shipped with the install).
 Re-running resumes: finished steps are skipped by the scripts themselves.
 """
 
@@ -31,6 +33,16 @@ def run(step: str, args: list[str], cwd: Path) -> None:
     print(f"== {step} done in {time.time() - t0:.1f} s", flush=True)
 
 
+def best_f0_predictor(work: Path) -> str:
+    """rmvpe when its weights are in ``pretrain/`` (the demo's or the repo's), else fcpe (bundled)."""
+    for pretrain in (work / "pretrain", ROOT / "pretrain"):
+        if (pretrain / "rmvpe.pt").is_file():
+            if not (work / "pretrain").exists():
+                (work / "pretrain").symlink_to(pretrain)
+            return "rmvpe"
+    return "fcpe"
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -45,9 +57,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"== generating {len(DEMO_SINGERS)} synthetic singers in {raw}")
         write_dataset(raw, DEMO_SINGERS, files_per_singer=args.files_per_singer, duration=4.0)
     run("resample", [str(ROOT / "resample.py")], work)
+    config = [
+        str(ROOT / "preprocess_flist_config.py"),
+        "--speech_encoder",
+        "whisper-ppg-ct2",
+        "--tiny",
+    ]
+    run("config", config, work)
+    f0 = best_f0_predictor(work)
     run(
-        "config",
-        [str(ROOT / "preprocess_flist_config.py"), "--speech_encoder", "vec768l12", "--tiny"],
+        "features",
+        [str(ROOT / "preprocess_hubert_f0.py"), "--f0_predictor", f0, "--num_processes", "1"],
         work,
     )
     print(f"\nDemo finished in {time.time() - t0:.0f} s. Outputs:")
@@ -56,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         ("44.1 kHz dataset", work / "dataset" / "44k"),
         ("file lists", work / "filelists"),
         ("configs", work / "configs"),
+        ("features", work / "dataset" / "44k" / "<singer>" / "*.soft.pt, *.f0.npy, *.spec.pt"),
     ]:
         print(f"  {label:18s} {path}")
     return 0
