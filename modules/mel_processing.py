@@ -74,7 +74,9 @@ def mel_basis(
 
 
 def _warn_range(y: torch.Tensor) -> None:
-    if y.numel() == 0:
+    """Log when audio leaves [-1, 1]. Skipped for tensors in autograd (training outputs) and on
+    accelerators, where reading the extremes would force a device sync on every call."""
+    if y.numel() == 0 or y.requires_grad or y.device.type != "cpu":
         return
     lo, hi = float(torch.min(y)), float(torch.max(y))
     if lo < -1.0:

@@ -1,0 +1,92 @@
+"""Make a release checkpoint from a training ``G_*.pth`` (sovits-4.1.md §2.9).
+
+Drops the posterior encoder (``enc_q.*``, only needed for training) and the optimizer state;
+``-hf`` also stores the weights as float16. The result loads like any checkpoint (the missing
+``enc_q`` keys keep their fresh initial values) and is used for inference.
+
+    python compress_model.py -c configs/config.json -i logs/44k/G_30400.pth [-o out.pth] [-hf]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+
+def compress(config: str, input_model: str, ishalf: bool, output_model: str) -> dict:
+    import torch
+
+    from common.atomic import torch_save
+    from common.checkpoint import CheckpointError, safe_load, strip_module_prefix
+    from common.hparams import load_config
+    from models import SynthesizerTrn
+
+    hps = load_config(config)
+    net_g = SynthesizerTrn(
+        hps.data.filter_length // 2 + 1, hps.train.segment_size // hps.data.hop_length, **hps.model
+    )
+    optim_g = torch.optim.AdamW(
+        net_g.parameters(), hps.train.learning_rate, betas=tuple(hps.train.betas), eps=hps.train.eps
+    )
+    ckpt = safe_load(input_model)
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("model"), dict):
+        raise CheckpointError(f"{input_model}: not a so-vits-svc checkpoint (no 'model' entry)")
+    model = strip_module_prefix(ckpt["model"])
+    own = net_g.state_dict()
+    mismatched = [k for k, v in model.items() if k in own and own[k].shape != v.shape]
+    if mismatched or not any(k in own for k in model):
+        print(
+            f"warning: {input_model} does not match the model built from {config} "
+            f"({len(mismatched)} key(s) of another shape); is it the right config?",
+            file=sys.stderr,
+        )
+    kept = {
+        k: (v.half() if ishalf and v.is_floating_point() else v)
+        for k, v in model.items()
+        if "enc_q" not in k
+    }
+    out = {
+        "model": kept,
+        "iteration": 0,
+        "optimizer": optim_g.state_dict(),
+        "learning_rate": 0.0001,
+    }
+    torch_save(out, output_model)
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("-c", "--config", type=str, default="configs/config.json")
+    p.add_argument("-i", "--input", type=str, required=True, help="training checkpoint G_*.pth")
+    p.add_argument(
+        "-o", "--output", type=str, default=None, help="default: <input stem>_release[_half]<ext>"
+    )
+    p.add_argument(
+        "-hf", "--half", action="store_true", default=False, help="store the weights as float16"
+    )
+    args = p.parse_args(argv)
+    output = args.output
+    if output is None:
+        stem, ext = os.path.splitext(args.input)
+        output = stem + "_release" + ("_half" if args.half else "") + ext
+    from common.checkpoint import CheckpointError
+
+    try:
+        compress(args.config, args.input, args.half, output)
+    except (CheckpointError, FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    size_in, size_out = os.path.getsize(args.input), os.path.getsize(output)
+    print(
+        f"wrote {output}: {size_out / 1e6:.1f} MB ({100 * size_out / size_in:.0f}% of "
+        f"{size_in / 1e6:.1f} MB)"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
