@@ -5,7 +5,9 @@
 Steps, each one a real run of the top-level script a user would run, inside ``--workdir``:
 generate two synthetic singers → resample.py → preprocess_flist_config.py →
 preprocess_hubert_f0.py (the real whisper-ppg-ct2 encoder shipped with the install; f0 from rmvpe
-when ``pretrain/rmvpe.pt`` is there, else the FCPE model shipped with the install).
+when ``pretrain/rmvpe.pt`` is there, else the FCPE model shipped with the install) → train.py (the
+tiny config, a few minutes on the CPU) → cluster/train_cluster.py → inference_main.py (one alto
+clip sung by the bass, plain and with cluster ratio 0.5).
 Re-running resumes: finished steps are skipped by the scripts themselves.
 """
 
@@ -13,11 +15,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from common.checkpoint import latest_checkpoint_path
 from common.synthetic import DEMO_SINGERS, write_dataset
 
 ROOT = Path(__file__).resolve().parent
@@ -49,6 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--workdir", default="demo_work", help="folder for every demo output")
     p.add_argument("--files_per_singer", type=int, default=8)
+    p.add_argument(
+        "--train_steps", type=int, default=24, help="training steps (about 8 s each on 2 cores)"
+    )
     args = p.parse_args(argv)
     work = Path(args.workdir).resolve()
     raw = work / "dataset_raw"
@@ -65,11 +72,22 @@ def main(argv: list[str] | None = None) -> int:
     ]
     run("config", config, work)
     f0 = best_f0_predictor(work)
-    run(
-        "features",
-        [str(ROOT / "preprocess_hubert_f0.py"), "--f0_predictor", f0, "--num_processes", "1"],
-        work,
-    )
+    features = [str(ROOT / "preprocess_hubert_f0.py"), "--f0_predictor", f0, "--num_processes", "1"]
+    run("features", features, work)
+    steps = args.train_steps
+    train = [str(ROOT / "train.py"), "-c", "configs/config.json", "-m", "44k", "--max_steps", str(steps),
+             "--eval_interval", str(max(1, steps // 2)), "--log_interval", "4"]  # fmt: skip
+    run("train", train, work)
+    model = latest_checkpoint_path(work / "logs" / "44k", "G_*.pth")
+    run("cluster", [str(ROOT / "cluster" / "train_cluster.py"), "--minibatch"], work)
+    clip = sorted((raw / "alto").glob("*.wav"))[0]
+    (work / "raw").mkdir(exist_ok=True)
+    shutil.copy(clip, work / "raw" / clip.name)
+    convert = [str(ROOT / "inference_main.py"), "-m", model, "-c", "logs/44k/config.json", "-n", clip.name,
+               "-s", "bass", "-t", "-12", "-f0p", f0]  # fmt: skip
+    run("convert", convert, work)
+    run("convert with cluster ratio 0.5", [*convert, "-cr", "0.5"], work)
+
     print(f"\nDemo finished in {time.time() - t0:.0f} s. Outputs:")
     for label, path in [
         ("raw singers", raw),
@@ -77,8 +95,14 @@ def main(argv: list[str] | None = None) -> int:
         ("file lists", work / "filelists"),
         ("configs", work / "configs"),
         ("features", work / "dataset" / "44k" / "<singer>" / "*.soft.pt, *.f0.npy, *.spec.pt"),
+        ("model", model),
+        ("TensorBoard logs", work / "logs" / "44k"),
+        ("k-means model", work / "logs" / "44k" / "kmeans_10000.pt"),
+        ("conversions", work / "results"),
     ]:
         print(f"  {label:18s} {path}")
+    for result in sorted((work / "results").glob(f"{clip.name}_*")):
+        print(f"  {'':18s}   {result.name}")
     return 0
 
 

@@ -26,7 +26,7 @@ def run_script(args, cwd, timeout=600, env=None, check=True):
     """Run a top-level script with the test interpreter; returns CompletedProcess (text)."""
     import subprocess
 
-    full_env = dict(os.environ, PYTHONPATH=str(ROOT), **(env or {}))
+    full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
     proc = subprocess.run([PYTHON, *map(str, args)], cwd=cwd, capture_output=True, text=True,
                           timeout=timeout, env=full_env)  # fmt: skip
     if check and proc.returncode != 0:

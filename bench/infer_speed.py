@@ -1,0 +1,370 @@
+"""Conversion speed on this CPU, by stage, with the template config (vec768l12, 44.1 kHz).
+
+    .venv/bin/python bench/infer_speed.py [--threads 2] [--long 180] [--memory] [--out FILE]
+
+What it does (all in a temporary work folder; files in ``pretrain/`` are used when present,
+otherwise random-init stand-ins of the same size and format are written — speed does not depend
+on the weights' values):
+
+1. throughput references measured in the same run: fp32 / bf16 matmul (2048²) and the decoder's
+   most expensive convolution (Conv1d 128→128, k 11, dilation 5, 55104 samples);
+2. the synthesizer (``net_g.infer``) on 10 s of input (861 frames, as §19): FLOPs counted with
+   ``torch.utils.flop_counter`` (per top-level module), median time of 3 runs after a warm-up,
+   real-time factor and achieved GFLOP/s, for each path:
+   - ``reference``: weight norm kept, ``no_grad`` (the straightforward path, as Svc in 4.1);
+   - ``fp32``: our default (weight norm folded, ``inference_mode``), max |Δ| to ``reference``;
+   - ``bf16``: ``--precision bf16`` (CPU autocast), SNR against fp32;
+3. the whole conversion (``Svc.slice_inference`` + writing FLAC) of a 10 s clip and a 3-minute
+   song (synthetic singing with pauses), by stage: load, f0 (pm), encoder, synthesizer, enhancer
+   (NSF-HiFiGAN, ``-eh``), assembly, writing;
+4. with ``--memory``: peak RSS of ``inference_main.py`` (a fresh process) on 10 s and 10 min.
+
+Results: a table on stdout and JSON in ``bench/results/infer_speed_<time>.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+SR = 44100
+
+
+def cpu_info() -> dict:
+    info = {
+        "machine": platform.machine(),
+        "cpu": platform.processor(),
+        "logical_cpus": os.cpu_count(),
+    }
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+        for line in text.splitlines():
+            if line.startswith("model name"):
+                info["cpu"] = line.split(":", 1)[1].strip()
+                break
+        flags = next(line for line in text.splitlines() if line.startswith("flags")).split()
+        info["flags"] = sorted(
+            f for f in flags if f.startswith(("avx512", "amx")) or f in ("avx2", "fma")
+        )
+    except (OSError, StopIteration):
+        pass
+    try:
+        info["loadavg_at_start"] = os.getloadavg()
+    except OSError:
+        pass
+    return info
+
+
+def best_time(fn, n=5) -> float:
+    fn()
+    times = []
+    for _ in range(n):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return min(times)
+
+
+def throughput() -> dict:
+    out = {}
+    with torch.inference_mode():
+        for dt in (torch.float32, torch.bfloat16):
+            a = torch.randn(2048, 2048, dtype=dt)
+            b = torch.randn(2048, 2048, dtype=dt)
+            t = best_time(lambda: torch.mm(a, b))  # noqa: B023
+            out[f"matmul_{str(dt).split('.')[-1]}_gflops"] = 2 * 2048**3 / t / 1e9
+            conv = torch.nn.Conv1d(128, 128, 11, dilation=5, padding=25).to(dt)
+            x = torch.randn(1, 128, 55104, dtype=dt)
+            flops = 2 * 128 * 128 * 11 * 55104
+            t = best_time(lambda: conv(x))  # noqa: B023
+            out[f"conv_{str(dt).split('.')[-1]}_gflops"] = flops / t / 1e9
+            # the same convolution as NHWC conv2d (the layout inference.fast uses)
+            x4 = x.unsqueeze(2).contiguous(memory_format=torch.channels_last)
+            w4 = conv.weight.unsqueeze(2).contiguous(memory_format=torch.channels_last)
+            t = best_time(lambda: F.conv2d(x4, w4, conv.bias, 1, (0, 25), (1, 5)))  # noqa: B023
+            out[f"conv_nhwc_{str(dt).split('.')[-1]}_gflops"] = flops / t / 1e9
+    return out
+
+
+# -------------------------------------------------------------------------------------- setup
+def make_work(work: Path, n_speakers: int = 2) -> dict:
+    """Config, random-init G (4.1 layout), encoder and vocoder files under ``work``."""
+    from common.checkpoint import save_checkpoint
+    from models import SynthesizerTrn
+
+    cfg = json.loads((ROOT / "configs_template" / "config_template.json").read_text())
+    cfg["spk"] = {f"spk{i}": i for i in range(n_speakers)}
+    cfg["model"]["n_speakers"] = n_speakers
+    (work / "logs" / "44k").mkdir(parents=True, exist_ok=True)
+    (work / "logs" / "44k" / "config.json").write_text(json.dumps(cfg, indent=2))
+    torch.manual_seed(0)
+    net = SynthesizerTrn(1025, cfg["train"]["segment_size"] // 512, **cfg["model"])
+    save_checkpoint(net, None, 1e-4, 0, work / "logs" / "44k" / "G_0.pth")
+    pre = work / "pretrain"
+    pre.mkdir(exist_ok=True)
+    real = ROOT / "pretrain"
+    sources = {}
+    if (real / "checkpoint_best_legacy_500.pt").is_file():
+        os.symlink(real / "checkpoint_best_legacy_500.pt", pre / "checkpoint_best_legacy_500.pt")
+        sources["encoder"] = "pretrain/checkpoint_best_legacy_500.pt"
+    else:
+        from tests.vencoder_checkpoints import reference_json, write_fairseq_hubert
+
+        ref = reference_json("checkpoint_best_legacy_500.json")
+        write_fairseq_hubert(pre / "checkpoint_best_legacy_500.pt", ref, {}, [str(i) for i in range(500)],
+                             optimizer_state=False)  # fmt: skip
+        sources["encoder"] = "random-init ContentVec (full size, real format)"
+    if (real / "nsf_hifigan" / "model").is_file():
+        os.symlink(real / "nsf_hifigan", pre / "nsf_hifigan")
+        sources["vocoder"] = "pretrain/nsf_hifigan"
+    else:
+        from vdecoder import NsfHifiGanGenerator, save_nsf_hifigan
+
+        h = {"resblock": "1", "upsample_rates": [8, 8, 2, 2, 2], "upsample_kernel_sizes": [16, 16, 4, 4, 4],
+             "upsample_initial_channel": 512, "resblock_kernel_sizes": [3, 7, 11],
+             "resblock_dilation_sizes": [[1, 3, 5]] * 3, "num_mels": 128, "n_fft": 2048, "hop_size": 512,
+             "win_size": 2048, "sampling_rate": 44100, "fmin": 40, "fmax": 16000}  # fmt: skip
+        save_nsf_hifigan(NsfHifiGanGenerator.from_openvpi(h), h, pre / "nsf_hifigan")
+        sources["vocoder"] = "random-init NSF-HiFiGAN (full size, openvpi format)"
+    return {"config": cfg, "sources": sources}
+
+
+def song(seconds: float, seed: int = 0) -> np.ndarray:
+    """Synthetic singing with a 0.8 s pause every ~12 s (phrases), so slicing has work to do."""
+    from common.synthetic import DEMO_SINGERS, sing
+
+    parts, total, i = [], 0.0, 0
+    while total < seconds - 1e-6:
+        d = min(11.0 + (i % 3), seconds - total)
+        wav, _ = sing(d, DEMO_SINGERS[i % 2], seed=seed + i, silence=False)
+        parts.append(np.asarray(wav, np.float32))
+        total += d
+        if total < seconds - 0.8:
+            parts.append(np.zeros(int(0.8 * SR), np.float32))
+            total += 0.8
+        i += 1
+    return np.concatenate(parts)[: int(seconds * SR)]
+
+
+def load_svc(work: Path, enhance: bool = False, precision: str = "fp32"):
+    from inference.infer_tool import Svc
+
+    return Svc(work / "logs/44k/G_0.pth", work / "logs/44k/config.json", "cpu", "", enhance,
+               precision=precision, pretrain_dir=work / "pretrain")  # fmt: skip
+
+
+# -------------------------------------------------------------------------------------- synth
+def synth_bench(svc, runs: int = 3) -> dict:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from common.checkpoint import load_checkpoint
+    from models import SynthesizerTrn
+
+    hps = svc.hps_ms
+    T = int(10 * SR / 512)  # 861, as §19
+    g = torch.Generator().manual_seed(0)
+    c = torch.randn(1, hps.model.ssl_dim, T, generator=g)
+    f0 = torch.full((1, T), 220.0)
+    uv = torch.ones(1, T)
+    sid = torch.LongTensor([[0]])
+
+    ref_net = SynthesizerTrn(1025, hps.train.segment_size // 512, **hps.model.to_dict())
+    load_checkpoint(svc.net_g_path, ref_net)
+    ref_net.eval()
+
+    def run_ref():
+        with torch.no_grad():
+            return ref_net.infer(c, f0, uv, g=sid, noice_scale=0.4)[0]
+
+    def run_fast(precision):
+        def fn():
+            with (
+                torch.inference_mode(),
+                torch.autocast("cpu", torch.bfloat16, enabled=precision == "bf16"),
+            ):
+                return svc.net_g_ms.infer(c, f0, uv, g=sid, noice_scale=0.4)[0].float()
+
+        return fn
+
+    with torch.inference_mode(), FlopCounterMode(display=False) as fc:
+        svc.net_g_ms.infer(c, f0, uv, g=sid, noice_scale=0.4)
+    counts = fc.get_flop_counts()
+    total = fc.get_total_flops()
+    per_module = {k: sum(v.values()) for k, v in counts.items() if k != "Global" and "." not in k}
+
+    result = {"frames": T, "seconds": T * 512 / SR, "gflop": total / 1e9,
+              "gflop_per_module": {k: v / 1e9 for k, v in sorted(per_module.items())}, "paths": {}}  # fmt: skip
+    outputs = {}
+    for name, fn in (
+        ("reference", run_ref),
+        ("fp32", run_fast("fp32")),
+        ("bf16", run_fast("bf16")),
+    ):
+        outputs[name] = fn()  # warm-up (and the output to compare)
+        times = []
+        for _ in range(runs):
+            t = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t)
+        med = statistics.median(times)
+        result["paths"][name] = {"times_s": times, "median_s": med, "rtf": med / result["seconds"],
+                                 "gflops": total / med / 1e9}  # fmt: skip
+    ref, fp32, bf16 = outputs["reference"], outputs["fp32"], outputs["bf16"]
+    result["paths"]["fp32"]["max_abs_diff_vs_reference"] = float((fp32 - ref).abs().max())
+    err = ((bf16 - fp32) ** 2).sum().clamp_min(1e-30)
+    result["paths"]["bf16"]["snr_db_vs_fp32"] = float(10 * torch.log10((fp32**2).sum() / err))
+    return result
+
+
+# -------------------------------------------------------------------------------------- pipeline
+def pipeline_bench(work: Path, seconds: float, precision: str = "fp32") -> dict:
+    from common.audio import save_audio
+
+    wav = song(seconds, seed=1)
+    import soundfile as sf
+
+    path = work / "raw" / f"in_{int(seconds)}s.wav"
+    path.parent.mkdir(exist_ok=True)
+    sf.write(path, wav, SR, subtype="PCM_16")
+    t = time.perf_counter()
+    svc = load_svc(work, enhance=True, precision=precision)
+    load = time.perf_counter() - t
+    svc.timings.clear()
+    t0 = time.perf_counter()
+    audio = svc.slice_inference(str(path), "spk0", 0, -40, 0, False, 0.4, f0_predictor="pm")
+    t = time.perf_counter()
+    save_audio(work / "results" / "out.flac", audio, SR)
+    write = time.perf_counter() - t
+    total = time.perf_counter() - t0
+    st = dict(svc.timings)
+    stages = {"load": load, "read": st.get("read", 0), "f0": st.get("f0", 0), "encoder": st.get("encoder", 0),
+              "synthesizer": st.get("synthesizer", 0), "enhancer": st.get("enhancer", 0),
+              "assemble": st.get("assemble", 0), "writing": write}  # fmt: skip
+    return {"seconds": seconds, "precision": precision, "stages_s": stages, "convert_s": total,
+            "rtf_convert": total / seconds, "rtf_synthesizer": stages["synthesizer"] / seconds}  # fmt: skip
+
+
+def memory_bench(work: Path, seconds: float, threads: int, precision: str = "fp32") -> dict:
+    import soundfile as sf
+
+    name = f"mem_{int(seconds)}s.wav"
+    (work / "raw").mkdir(exist_ok=True)
+    sf.write(work / "raw" / name, song(seconds, seed=2), SR, subtype="PCM_16")
+    code = (
+        "import resource, runpy, sys; sys.argv = ['inference_main.py'] + sys.argv[1:]; "
+        f"import torch; torch.set_num_threads({threads}); "
+        "rc = 0\ntry:\n runpy.run_path(%r, run_name='__main__')\nexcept SystemExit as e:\n rc = e.code or 0\n"
+        "print('MAXRSS_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\nsys.exit(rc)"
+    ) % str(ROOT / "inference_main.py")
+    t = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", code, "-m", "logs/44k/G_0.pth", "-c", "logs/44k/config.json",
+                           "-n", name, "-s", "spk0", "-wf", "flac", "--precision", precision], cwd=work, capture_output=True, text=True,
+                          env=dict(os.environ, PYTHONPATH=str(ROOT)))  # fmt: skip
+    took = time.perf_counter() - t
+    if proc.returncode != 0:
+        raise RuntimeError(proc.stderr[-3000:])
+    kb = int(
+        next(line.split()[1] for line in proc.stdout.splitlines() if line.startswith("MAXRSS_KB"))
+    )
+    return {"seconds": seconds, "precision": precision, "peak_rss_mb": kb / 1024, "wall_s": took}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--long", type=float, default=180.0, help="length of the long input (s)")
+    p.add_argument("--no-long", action="store_true")
+    p.add_argument("--memory", action="store_true", help="also peak RSS for 10 s and 10 min")
+    p.add_argument("--memory-seconds", type=float, nargs="+", default=[10.0, 600.0])
+    p.add_argument("--memory-precision", choices=["fp32", "bf16"], default="fp32")
+    p.add_argument("--memory-only", action="store_true", help="skip the speed measurements")
+    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--out", type=str, default=None)
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+
+    res = {"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "torch": torch.__version__, "threads": args.threads,
+           "python": platform.python_version(), "machine": cpu_info()}  # fmt: skip
+    print(
+        f"torch {torch.__version__}, {args.threads} threads, {res['machine'].get('cpu')}",
+        flush=True,
+    )
+    res["throughput"] = throughput()
+    print(
+        "throughput (GFLOP/s): "
+        + ", ".join(f"{k[:-7]} {v:.1f}" for k, v in res["throughput"].items()),
+        flush=True,
+    )
+
+    with tempfile.TemporaryDirectory(prefix="infer_speed_") as tmp:
+        work = Path(tmp)
+        setup = make_work(work)
+        res["sources"] = setup["sources"]
+        if not args.memory_only:
+            svc = load_svc(work)
+            res["synthesizer_10s"] = synth_bench(svc, args.runs)
+            s = res["synthesizer_10s"]
+            print(
+                f"synthesizer, 10 s input: {s['gflop']:.1f} GFLOP ("
+                + ", ".join(f"{k} {v:.1f}" for k, v in s["gflop_per_module"].items())
+                + ")",
+                flush=True,
+            )
+            for name, r in s["paths"].items():
+                extra = "".join(
+                    f", {k} {v:.3g}"
+                    for k, v in r.items()
+                    if k.endswith(("diff_vs_reference", "vs_fp32"))
+                )
+                print(f"  {name:9s} median {r['median_s']:.2f} s  RTF {r['rtf']:.3f}  {r['gflops']:.1f} GFLOP/s{extra}",
+                      flush=True)  # fmt: skip
+            del svc
+            res["pipeline"] = []
+            lengths = [10.0] + ([] if args.no_long else [args.long])
+            for seconds in lengths:
+                for precision in ("fp32", "bf16"):
+                    r = pipeline_bench(work, seconds, precision)
+                    res["pipeline"].append(r)
+                    print(f"pipeline {seconds:.0f} s {precision}: convert {r['convert_s']:.2f} s (RTF {r['rtf_convert']:.3f}); "
+                          + ", ".join(f"{k} {v:.2f}" for k, v in r["stages_s"].items()), flush=True)  # fmt: skip
+        if args.memory or args.memory_only:
+            res["memory"] = [memory_bench(work, s, args.threads, args.memory_precision)
+                             for s in args.memory_seconds]  # fmt: skip
+            for r in res["memory"]:
+                print(
+                    f"peak RSS {r['seconds']:.0f} s input: {r['peak_rss_mb']:.0f} MB (wall {r['wall_s']:.0f} s)"
+                )
+    try:
+        res["machine"]["loadavg_at_end"] = os.getloadavg()
+    except OSError:
+        pass
+    out = (
+        Path(args.out)
+        if args.out
+        else ROOT / "bench" / "results" / f"infer_speed_{time.strftime('%Y%m%d_%H%M%S')}.json"
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(res, indent=2))
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

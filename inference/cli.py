@@ -1,0 +1,263 @@
+"""``inference_main.py``: every flag of so-vits-svc 4.1 (sovits-4.1.md §2.8), same names and defaults.
+
+Inputs are ``raw/<name>`` (``.wav`` appended when the name has no ``.``) in any format soundfile or
+librosa reads; outputs are ``results/{name}_{key}_{spk}{cluster}_{mode}_{f0p}.{wav_format}``
+(``key`` = ``auto`` or ``{tran}key``; ``cluster`` = ``""`` or ``_{ratio}``; ``mode`` = ``sovits``;
+``spk`` = ``spk_mix`` when mixing), written atomically at the model's rate (44.1 kHz).
+
+Extra flags (not in the reference): ``--seed`` (the synthesizer's noise seed, 52468 as the
+reference hard-codes), ``--precision bf16`` (faster CPU path), ``--max_chunk_seconds``.
+
+Differences: a non-wav input is read directly (the reference first wrote a ``.wav`` copy next to
+it); ``-fr`` defaults to ``logs/44k/feature_and_index.npz`` (our pickle-free index; a reference
+``.pkl`` is never unpickled: it is refused with the command that rebuilds the index); ``spkmix.py`` is
+read as data (``ast.literal_eval``) from the current folder, else from the repository; a missing
+cluster file with ``-cr`` ≠ 0, or ``-shd``/``-od`` (not built yet), is an error, not a silent
+fallback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+logger = logging.getLogger("inference_main")
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description="sovits4 inference")
+    a = p.add_argument
+    # what you must set
+    a("-m", "--model_path", type=str, default="logs/44k/G_37600.pth", help="model path (G_*.pth)")
+    a("-c", "--config_path", type=str, default="logs/44k/config.json", help="config path")
+    a(
+        "-cl",
+        "--clip",
+        type=float,
+        default=0,
+        help="forced clip length in s (0 = silence slicing only)",
+    )
+    a("-n", "--clean_names", type=str, nargs="+", default=["君の知らない物語-src.wav"],
+      help="file names under raw/")  # fmt: skip
+    a("-t", "--trans", type=int, nargs="+", default=[0], help="semitone shift per file")
+    a("-s", "--spk_list", type=str, nargs="+", default=["buyizi"], help="target speaker names")
+    # optional
+    a("-a", "--auto_predict_f0", action="store_true", default=False,
+      help="predict f0 with the model (speech; do not use for singing)")  # fmt: skip
+    a("-cm", "--cluster_model_path", type=str, default="",
+      help="cluster model or feature index (default logs/44k/kmeans_10000.pt, with -fr "
+           "logs/44k/feature_and_index.npz)")  # fmt: skip
+    a(
+        "-cr",
+        "--cluster_infer_ratio",
+        type=float,
+        default=0,
+        help="cluster / retrieval mix ratio 0..1",
+    )
+    a("-lg", "--linear_gradient", type=float, default=0, help="crossfade length in s between clips")
+    a("-f0p", "--f0_predictor", type=str, default="pm", help="crepe, pm, dio, harvest, rmvpe, fcpe")
+    a("-eh", "--enhance", action="store_true", default=False, help="NSF-HiFiGAN enhancer")
+    a("-shd", "--shallow_diffusion", action="store_true", default=False, help="shallow diffusion")
+    a(
+        "-usm",
+        "--use_spk_mix",
+        action="store_true",
+        default=False,
+        help="dynamic speaker mix (spkmix.py)",
+    )
+    a("-lea", "--loudness_envelope_adjustment", type=float, default=1,
+      help="1 keeps the output loudness envelope, 0 uses the input's")  # fmt: skip
+    a("-fr", "--feature_retrieval", action="store_true", default=False,
+      help="feature retrieval (faiss index) instead of k-means")  # fmt: skip
+    # shallow diffusion
+    a("-dm", "--diffusion_model_path", type=str, default="logs/44k/diffusion/model_0.pt")
+    a("-dc", "--diffusion_config_path", type=str, default="logs/44k/diffusion/config.yaml")
+    a("-ks", "--k_step", type=int, default=100, help="shallow diffusion steps")
+    a("-se", "--second_encoding", action="store_true", default=False,
+      help="re-encode the so-vits output before diffusion")  # fmt: skip
+    a("-od", "--only_diffusion", action="store_true", default=False, help="diffusion only")
+    # rarely changed
+    a("-sd", "--slice_db", type=int, default=-40, help="silence threshold in dB")
+    a(
+        "-d",
+        "--device",
+        type=str,
+        default=None,
+        help="device (default: cuda if available, else cpu)",
+    )
+    a("-ns", "--noice_scale", type=float, default=0.4, help="prior noise scale")
+    a(
+        "-p",
+        "--pad_seconds",
+        type=float,
+        default=0.5,
+        help="zero padding on each side of a slice (s)",
+    )
+    a("-wf", "--wav_format", type=str, default="flac", help="output format (soundfile)")
+    a("-lgr", "--linear_gradient_retain", type=float, default=0.75,
+      help="fraction of the crossfade window that is blended (0..1)")  # fmt: skip
+    a("-eak", "--enhancer_adaptive_key", type=int, default=0, help="enhancer key shift (semitones)")
+    a("-ft", "--f0_filter_threshold", type=float, default=0.05,
+      help="f0 threshold for crepe / rmvpe / fcpe (0..1)")  # fmt: skip
+    # ours
+    a("--seed", type=int, default=52468, help="noise seed (same seed, same output)")
+    a("--precision", choices=["fp32", "bf16"], default="fp32", help="synthesizer precision on CPU")
+    a("--max_chunk_seconds", type=float, default=30.0,
+      help="voiced chunks longer than this are clipped with a crossfade (memory bound; 0 = never)")  # fmt: skip
+    return p
+
+
+def fill_a_to_b(a: list, b: list) -> None:
+    """Pad ``a`` with ``a[0]`` to the length of ``b`` (reference)."""
+    while len(a) < len(b):
+        a.append(a[0])
+
+
+def load_spk_mix_map(path: str | os.PathLike | None = None) -> tuple[dict, Path]:
+    """``spk_mix_map`` from ``spkmix.py`` (./spkmix.py, else the repository's), read as data."""
+    candidates = [Path(path)] if path else [Path("spkmix.py"), REPO_ROOT / "spkmix.py"]
+    for cand in candidates:
+        if cand.is_file():
+            break
+    else:
+        raise FileNotFoundError(
+            "spkmix.py not found (looked in the current folder and the repository)"
+        )
+    tree = ast.parse(cand.read_text(encoding="utf-8"), filename=str(cand))
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == "spk_mix_map" for t in node.targets
+        ):
+            try:
+                value = ast.literal_eval(node.value)
+            except ValueError:
+                raise ValueError(
+                    f"{cand}: spk_mix_map must be a literal dict of lists of numbers"
+                ) from None
+            if not isinstance(value, dict):
+                raise ValueError(f"{cand}: spk_mix_map must be a dict")
+            return value, cand
+    raise ValueError(f"{cand}: no `spk_mix_map = {{...}}` assignment")
+
+
+def output_name(clean_name: str, tran: int, spk: str, cluster_infer_ratio: float, auto_predict_f0: bool,
+                f0p: str, wav_format: str, shallow_diffusion: bool = False,
+                only_diffusion: bool = False) -> str:  # fmt: skip
+    key = "auto" if auto_predict_f0 else f"{tran}key"
+    cluster_name = "" if cluster_infer_ratio == 0 else f"_{cluster_infer_ratio}"
+    mode = "diff" if only_diffusion else "sovdiff" if shallow_diffusion else "sovits"
+    return f"{clean_name}_{key}_{spk}{cluster_name}_{mode}_{f0p}.{wav_format}"
+
+
+def _fail(msg: str, code: int = 1) -> int:
+    print(f"error: {msg}", file=sys.stderr)
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    args = build_parser().parse_args(argv)
+    if args.shallow_diffusion or args.only_diffusion:
+        return _fail("shallow diffusion is not available yet (-shd / -od come with the diffusion "
+                     "work); run without them", 2)  # fmt: skip
+
+    import soundfile as sf
+
+    if args.wav_format.upper() not in sf.available_formats():
+        return _fail(f"-wf {args.wav_format}: not an output format soundfile can write "
+                     f"({', '.join(sorted(f.lower() for f in sf.available_formats()))})", 2)  # fmt: skip
+
+    if args.cluster_infer_ratio != 0:
+        if args.cluster_model_path == "":
+            if args.feature_retrieval:
+                npz, pkl = "logs/44k/feature_and_index.npz", "logs/44k/feature_and_index.pkl"
+                args.cluster_model_path = (
+                    pkl if not os.path.exists(npz) and os.path.exists(pkl) else npz
+                )
+            else:
+                args.cluster_model_path = "logs/44k/kmeans_10000.pt"
+        if not os.path.exists(args.cluster_model_path):
+            what = (
+                "feature index (train_index.py)"
+                if args.feature_retrieval
+                else "cluster model (cluster/train_cluster.py)"
+            )
+            return _fail(
+                f"-cr {args.cluster_infer_ratio} needs a {what}: {args.cluster_model_path} not found"
+            )
+    else:
+        args.cluster_model_path = ""
+
+    use_spk_mix = args.use_spk_mix
+    spk_list = args.spk_list
+    spk_mix_map = None
+    if use_spk_mix:
+        try:
+            spk_mix_map, mix_path = load_spk_mix_map()
+        except (OSError, ValueError, SyntaxError) as e:
+            return _fail(str(e))
+        logger.info("speaker mix from %s", mix_path)
+
+    from common.audio import AudioError, save_audio
+    from common.checkpoint import CheckpointError
+    from inference.infer_tool import Svc
+
+    t0 = time.perf_counter()
+    try:
+        svc_model = Svc(args.model_path, args.config_path, args.device, args.cluster_model_path, args.enhance,
+                        args.diffusion_model_path, args.diffusion_config_path, args.shallow_diffusion,
+                        args.only_diffusion, use_spk_mix, args.feature_retrieval, precision=args.precision,
+                        max_chunk_seconds=args.max_chunk_seconds)  # fmt: skip
+    except (OSError, ValueError, KeyError, RuntimeError) as e:
+        return _fail(str(e))
+    logger.info("model loaded in %.2f s", time.perf_counter() - t0)
+
+    os.makedirs("raw", exist_ok=True)
+    os.makedirs("results", exist_ok=True)
+    if spk_mix_map is not None and len(spk_mix_map) <= 1:
+        use_spk_mix = False
+    if use_spk_mix:
+        spk_list = [spk_mix_map]
+
+    trans = list(args.trans)
+    clean_names = args.clean_names
+    fill_a_to_b(trans, clean_names)
+    for clean_name, tran in zip(clean_names, trans):
+        raw_audio_path = f"raw/{clean_name}"
+        if "." not in raw_audio_path:
+            raw_audio_path += ".wav"
+        if not os.path.isfile(raw_audio_path):
+            return _fail(f"{raw_audio_path}: input file not found")
+        for spk in spk_list:
+            t1 = time.perf_counter()
+            try:
+                audio = svc_model.slice_inference(
+                    raw_audio_path, spk, tran, args.slice_db, args.cluster_infer_ratio, args.auto_predict_f0,
+                    args.noice_scale, pad_seconds=args.pad_seconds, clip_seconds=args.clip,
+                    lg_num=args.linear_gradient, lgr_num=args.linear_gradient_retain,
+                    f0_predictor=args.f0_predictor, enhancer_adaptive_key=args.enhancer_adaptive_key,
+                    cr_threshold=args.f0_filter_threshold, k_step=args.k_step, use_spk_mix=use_spk_mix,
+                    second_encoding=args.second_encoding,
+                    loudness_envelope_adjustment=args.loudness_envelope_adjustment, seed=args.seed,
+                )  # fmt: skip
+            except (AudioError, CheckpointError, OSError, ValueError, KeyError) as e:
+                return _fail(str(e))
+            spk_name = "spk_mix" if use_spk_mix else spk
+            res_path = os.path.join("results", output_name(
+                clean_name, tran, spk_name, args.cluster_infer_ratio, args.auto_predict_f0,
+                args.f0_predictor, args.wav_format))  # fmt: skip
+            save_audio(res_path, audio, svc_model.target_sample, format=args.wav_format)
+            dur = len(audio) / svc_model.target_sample
+            took = time.perf_counter() - t1
+            logger.info("wrote %s (%.2f s of audio in %.2f s)", res_path, dur, took)
+    logger.info(
+        "time per stage: %s", ", ".join(f"{k} {v:.2f} s" for k, v in svc_model.timings.items())
+    )
+    return 0

@@ -1,0 +1,612 @@
+"""So-vits-svc 4.1 conversion: :class:`Svc` and :meth:`Svc.slice_inference` (sovits-4.1.md §15).
+
+    svc = Svc("logs/44k/G_800.pth", "logs/44k/config.json")
+    audio = svc.slice_inference("raw/song.flac", "alice", tran=0, slice_db=-40,
+                                cluster_infer_ratio=0, auto_predict_f0=False, noice_scale=0.4)
+    # audio: float32 numpy [L] at svc.target_sample (44.1 kHz)
+
+Per input (``slice_inference``):
+
+1. The file (any format soundfile or librosa reads; channels averaged) is resampled **once** to
+   the model's rate (44.1 kHz, soxr). The reference sliced at the file's own rate and resampled
+   every padded piece separately with torchaudio; here every size — padding, forced clips,
+   crossfades — is in output samples, so the output length equals the input duration exactly
+   (fixes §18.6: the crossfade used input-rate sizes on 44.1 kHz output).
+2. Silence slicing (:mod:`inference.slicer`, the reference algorithm, ``min_len`` 5000 ms).
+   Silent chunks become zeros.
+3. Each voiced chunk is cut into forced clips of ``clip_seconds`` (each clip after the first
+   starts ``lg_num`` seconds early), zero-padded by ``pad_seconds`` on both sides, converted by
+   :meth:`Svc.infer`, cropped back, and placed at its position; clips overlap by a linear
+   crossfade of ``int(lg·lgr)`` samples centred in the ``lg`` overlap (the reference formula).
+   A voiced chunk longer than ``max_chunk_seconds`` (default 30 s) with no ``clip_seconds`` is
+   clipped the same way (0.5 s crossfade) so memory stays bounded (attention is quadratic in
+   length; the reference had no bound). Slices are not re-quantised to 16 bit (reference quirk
+   §18.5, dropped).
+
+Per slice (``infer``): f0 (``get_f0_predictor``) → ``·2^(tran/12)``; units (speech encoder on the
+16 kHz resample, stretched to the f0 frames); optional k-means (``cluster_infer_ratio`` with a
+kmeans file) or faiss retrieval (``feature_retrieval``) mix; ``net_g.infer``; optional
+NSF-HiFiGAN enhancer; optional loudness-envelope mix (``librosa.feature.rms`` over 0.5 s frames).
+
+Bug fixes relative to 4.1-Stable (§18): integer speakers must be a valid id (``0 ≤ id < n``;
+the reference accepted ``n``); a single-speaker dynamic mix falls back to that speaker (the
+reference indexed ``dict_keys``); ``pad_seconds=0`` works (the reference cropped everything);
+dynamic-mix frame counts are exact; an output longer than its slot is cut to it.
+
+Shallow diffusion and diffusion-only modes raise :class:`DiffusionUnavailable` (no diffusion
+model in this build yet).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from inference import slicer
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_SEED = 52468
+
+
+class DiffusionUnavailable(RuntimeError):
+    """Shallow diffusion / diffusion-only inference was asked for; this build has no diffusion."""
+
+
+class F0FilterException(Exception):
+    """``f0_filter`` is on and a slice has no voiced frame (reference name)."""
+
+
+def pad_array(arr: np.ndarray, target_length: int) -> np.ndarray:
+    """Centre ``arr`` in ``target_length`` samples with zeros; a longer array is cut at the end.
+
+    (The reference returned a longer array unchanged, so the output drifted; §18.6.)
+    """
+    n = arr.shape[0]
+    if n >= target_length:
+        return arr[:target_length]
+    pad = target_length - n
+    return np.pad(arr, (pad // 2, pad - pad // 2))
+
+
+def split_list_by_n(data: np.ndarray, n: int, pre: int = 0) -> list[np.ndarray]:
+    """Pieces of ``n`` samples; every piece but the first starts ``pre`` samples early."""
+    return [data[max(i - pre, 0) : i + n] for i in range(0, len(data), n)]
+
+
+def change_rms(
+    data1: np.ndarray, sr1: int, data2: torch.Tensor, sr2: int, rate: float
+) -> torch.Tensor:
+    """Mix the loudness envelopes (RVC ``change_rms``; §15 step 10).
+
+    ``data1`` is the input, ``data2`` the output. Frame RMS over 0.5 s (hop 0.5 s) of both,
+    linearly interpolated to the output length, output RMS ≥ 1e-6;
+    ``out · rms_in^(1−rate) · rms_out^(rate−1)``. rate 1 keeps the output envelope, 0 imposes the
+    input's.
+    """
+    import librosa
+    import torch.nn.functional as F
+
+    rms1 = librosa.feature.rms(y=np.asarray(data1, dtype=np.float32), frame_length=sr1 // 2 * 2,
+                               hop_length=sr1 // 2)  # fmt: skip
+    rms2 = librosa.feature.rms(y=data2.detach().float().cpu().numpy(), frame_length=sr2 // 2 * 2,
+                               hop_length=sr2 // 2)  # fmt: skip
+    n = data2.shape[0]
+    rms1 = F.interpolate(torch.from_numpy(rms1).unsqueeze(0), size=n, mode="linear").squeeze()
+    rms2 = F.interpolate(torch.from_numpy(rms2).unsqueeze(0), size=n, mode="linear").squeeze()
+    rms2 = torch.clamp(rms2, min=1e-6)
+    gain = torch.pow(rms1, 1 - rate) * torch.pow(rms2, rate - 1)
+    return data2 * gain.to(data2)
+
+
+def _read_audio(raw: Any, target_sr: int) -> np.ndarray:
+    """``raw`` (path, file object, or numpy wav already at ``target_sr``) → mono float32."""
+    from common.audio import load_audio, resample
+
+    if isinstance(raw, np.ndarray):
+        return np.ascontiguousarray(raw, dtype=np.float32)
+    if isinstance(raw, torch.Tensor):
+        return raw.detach().float().cpu().numpy().reshape(-1)
+    if isinstance(raw, (io.IOBase, io.BytesIO)):
+        import soundfile as sf
+
+        data, sr = sf.read(raw, dtype="float32", always_2d=True)
+        return resample(data.mean(axis=1), sr, target_sr)
+    wav, _ = load_audio(raw, sr=target_sr)
+    return wav
+
+
+class Svc:
+    """A loaded so-vits-svc model with its speech encoder, f0 predictors and optional extras.
+
+    Arguments as the reference (§15); extra keyword arguments:
+
+    - ``pretrain_dir``: folder of speech-encoder / vocoder files (default ``pretrain``);
+    - ``fold_weight_norm``: fold weight norm into plain weights after loading, and run the
+      decoders' convolutions in the channels-last layout (:mod:`inference.fast`) (default True;
+      same output to float rounding, about 1.5× faster in fp32 on CPU);
+    - ``precision``: ``"fp32"`` (default) or ``"bf16"`` (CPU autocast for the synthesizer: faster
+      on CPUs with bf16 support, output within ~35 dB SNR of fp32);
+    - ``max_chunk_seconds``: see the module doc.
+    """
+
+    def __init__(
+        self,
+        net_g_path: str | os.PathLike,
+        config_path: str | os.PathLike,
+        device: str | torch.device | None = None,
+        cluster_model_path: str | os.PathLike = "logs/44k/kmeans_10000.pt",
+        nsf_hifigan_enhance: bool = False,
+        diffusion_model_path: str | os.PathLike = "logs/44k/diffusion/model_0.pt",
+        diffusion_config_path: str | os.PathLike = "configs/diffusion.yaml",
+        shallow_diffusion: bool = False,
+        only_diffusion: bool = False,
+        spk_mix_enable: bool = False,
+        feature_retrieval: bool = False,
+        *,
+        pretrain_dir: str | os.PathLike = "pretrain",
+        fold_weight_norm: bool = True,
+        precision: str = "fp32",
+        max_chunk_seconds: float = 30.0,
+    ):
+        if shallow_diffusion or only_diffusion:
+            raise DiffusionUnavailable(
+                "shallow diffusion is not available yet (-shd / -od and the diffusion model come "
+                "with the diffusion work); run without them"
+            )
+        if precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
+        from common.hparams import load_config
+
+        self.net_g_path = str(net_g_path)
+        self.only_diffusion = False
+        self.shallow_diffusion = False
+        self.feature_retrieval = bool(feature_retrieval)
+        self.dev = torch.device(
+            device if device else ("cuda" if torch.cuda.is_available() else "cpu")
+        )
+        self.pretrain_dir = Path(pretrain_dir)
+        self.precision = precision
+        self.max_chunk_seconds = float(max_chunk_seconds)
+        self.timings: dict[str, float] = {}
+
+        self.hps_ms = load_config(config_path, infer=True)
+        data = self.hps_ms.data
+        if data is None or self.hps_ms.model is None:
+            raise ValueError(f"{config_path}: not a so-vits-svc config (no 'data'/'model' section)")
+        self.target_sample = int(data.sampling_rate)
+        self.hop_size = int(data.hop_length)
+        self.spk2id = {str(k): int(v) for k, v in (self.hps_ms.spk or {}).items()}
+        self.unit_interpolate_mode = data.unit_interpolate_mode or "left"
+        self.vol_embedding = bool(self.hps_ms.model.vol_embedding or False)
+        self.speech_encoder = self.hps_ms.model.speech_encoder or "vec768l12"
+        self.nsf_hifigan_enhance = bool(nsf_hifigan_enhance)
+
+        t0 = time.perf_counter()
+        self.load_model(spk_mix_enable, fold_weight_norm)
+        self.timings["load_model"] = time.perf_counter() - t0
+
+        from modules.mel_processing import VolumeExtractor
+        from vencoder import get_speech_encoder
+
+        t0 = time.perf_counter()
+        self.hubert_model = get_speech_encoder(
+            self.speech_encoder, device=self.dev, pretrain_dir=self.pretrain_dir
+        )
+        self.timings["load_encoder"] = time.perf_counter() - t0
+        self.volume_extractor = VolumeExtractor(self.hop_size)
+
+        self.cluster_model = None
+        self.cluster_model_path = str(cluster_model_path) if cluster_model_path else ""
+        if self.cluster_model_path and os.path.exists(self.cluster_model_path):
+            if self.feature_retrieval:
+                from cluster.feature_index import load_feature_index
+
+                self.cluster_model = load_feature_index(self.cluster_model_path)
+            else:
+                from cluster import get_cluster_model
+
+                self.cluster_model = get_cluster_model(self.cluster_model_path)
+        else:
+            self.feature_retrieval = False
+
+        self.enhancer = None
+        if self.nsf_hifigan_enhance:
+            from vdecoder import Enhancer
+
+            t0 = time.perf_counter()
+            self.enhancer = Enhancer(
+                "nsf-hifigan", self.pretrain_dir / "nsf_hifigan" / "model", device=self.dev
+            )
+            if fold_weight_norm and self.dev.type == "cpu":
+                from inference.fast import channels_last_convs
+
+                channels_last_convs(self.enhancer.vocoder.load(), tile=self._tile())
+            self.timings["load_enhancer"] = time.perf_counter() - t0
+        self._f0_predictors: dict[tuple, Any] = {}
+
+    def _tile(self) -> int | None:
+        """bf16 runs the decoders' convolutions in fixed 8192-sample windows (see inference.fast:
+        oneDNN's AMX kernels are slow to build for every new slice length); fp32 does not."""
+        return 8192 if self.precision == "bf16" else None
+
+    # ------------------------------------------------------------------------------------------
+    def load_model(self, spk_mix_enable: bool = False, fold_weight_norm: bool = True) -> None:
+        from common.checkpoint import load_checkpoint
+        from models import SynthesizerTrn
+
+        hps = self.hps_ms
+        model_kwargs = hps.model.to_dict()
+        self.net_g_ms = SynthesizerTrn(
+            hps.data.filter_length // 2 + 1,
+            hps.train.segment_size // hps.data.hop_length,
+            **model_kwargs,
+        )
+        load_checkpoint(self.net_g_path, self.net_g_ms, None)
+        self.net_g_ms.eval().requires_grad_(False)
+        if fold_weight_norm:
+            self.net_g_ms.remove_weight_norm()
+        if "half" in os.path.basename(self.net_g_path) and self.dev.type == "cuda":
+            self.net_g_ms.half()
+        self.net_g_ms.to(self.dev)
+        if fold_weight_norm and self.dev.type == "cpu":
+            from inference.fast import channels_last_convs
+
+            channels_last_convs(self.net_g_ms.dec, tile=self._tile())
+        self.dtype = next(self.net_g_ms.parameters()).dtype
+        self.n_speakers = int(self.net_g_ms.emb_g.num_embeddings)
+        if spk_mix_enable:
+            ids = sorted(self.spk2id.values())
+            if ids != list(range(len(ids))) or not ids:
+                raise ValueError(
+                    f"dynamic speaker mix needs speaker ids 0..n-1 in the config, got {ids}"
+                )
+            self.net_g_ms.EnableCharacterMix(len(self.spk2id), self.dev)
+
+    # ------------------------------------------------------------------------------------------
+    def speaker_id(self, speaker: Any) -> int:
+        """A speaker name from the config, or an int id with ``0 ≤ id < n_speakers``."""
+        if isinstance(speaker, str) and speaker in self.spk2id:
+            return self.spk2id[speaker]
+        sid = None
+        if isinstance(speaker, (int, np.integer)) and not isinstance(speaker, bool):
+            sid = int(speaker)
+        elif isinstance(speaker, str) and speaker.strip().lstrip("-").isdigit():
+            sid = int(speaker)
+        if sid is not None and 0 <= sid < self.n_speakers:
+            return sid
+        names = ", ".join(f"{k} ({v})" for k, v in self.spk2id.items())
+        raise ValueError(
+            f"speaker {speaker!r} is not in the speaker list: {names or '(empty)'}"
+            + (f"; ids must be 0..{self.n_speakers - 1}" if sid is not None else "")
+        )
+
+    def speaker_name(self, sid: int) -> str | None:
+        for k, v in self.spk2id.items():
+            if v == sid:
+                return k
+        return None
+
+    def f0_predictor(self, name: str, cr_threshold: float = 0.05):
+        key = (name, float(cr_threshold))
+        if key not in self._f0_predictors:
+            from modules.f0 import get_f0_predictor
+
+            self._f0_predictors.clear()  # keep one, like the reference
+            self._f0_predictors[key] = get_f0_predictor(
+                name, hop_length=self.hop_size, sampling_rate=self.target_sample, device=self.dev,
+                threshold=cr_threshold,
+            )  # fmt: skip
+        return self._f0_predictors[key]
+
+    def _tick(self, stage: str, t0: float) -> float:
+        t = time.perf_counter()
+        self.timings[stage] = self.timings.get(stage, 0.0) + (t - t0)
+        return t
+
+    def get_unit_f0(
+        self,
+        wav: np.ndarray,
+        tran: float,
+        cluster_infer_ratio: float,
+        speaker: Any,
+        f0_filter: bool,
+        f0_predictor: str,
+        cr_threshold: float = 0.05,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``c [1, C, T]``, ``f0 [1, T]``, ``uv [1, T]`` for a wav at ``target_sample``."""
+        from common.audio import resample
+        from training.units import repeat_expand_2d
+
+        t0 = time.perf_counter()
+        f0, uv = self.f0_predictor(f0_predictor, cr_threshold).compute_f0_uv(wav)
+        if f0_filter and np.sum(f0) == 0:
+            raise F0FilterException("No voice detected")
+        f0 = torch.as_tensor(np.asarray(f0), dtype=torch.float32, device=self.dev)[None]
+        uv = torch.as_tensor(np.asarray(uv), dtype=torch.float32, device=self.dev)[None]
+        f0 = f0 * 2 ** (tran / 12)
+        t0 = self._tick("f0", t0)
+
+        wav16k = torch.from_numpy(resample(wav, self.target_sample, 16000)).to(self.dev)
+        with torch.inference_mode():
+            c = self.hubert_model.encoder(wav16k)
+        c = repeat_expand_2d(c.squeeze(0), f0.shape[1], self.unit_interpolate_mode)
+        t0 = self._tick("encoder", t0)
+
+        if cluster_infer_ratio != 0:
+            if self.cluster_model is None:
+                raise FileNotFoundError(
+                    f"cluster_infer_ratio is {cluster_infer_ratio} but no cluster model or feature "
+                    f"index was loaded ({self.cluster_model_path or 'no path given'} not found); "
+                    "train one (cluster/train_cluster.py or train_index.py) or use ratio 0"
+                )
+            feats = c.transpose(0, 1).cpu().numpy()
+            sid = self.speaker_id(speaker)
+            if self.feature_retrieval:
+                if sid not in self.cluster_model:
+                    raise KeyError(
+                        f"speaker id {sid} is not in the feature index ({sorted(self.cluster_model)})"
+                    )
+                mixed = self.cluster_model[sid].retrieve(feats)
+            else:
+                from cluster import get_cluster_center_result
+
+                name = (
+                    speaker
+                    if isinstance(speaker, str) and speaker in self.spk2id
+                    else self.speaker_name(sid)
+                )
+                mixed = get_cluster_center_result(self.cluster_model, feats, name)
+            mixed = torch.from_numpy(np.ascontiguousarray(mixed.T)).to(self.dev)
+            c = cluster_infer_ratio * mixed + (1 - cluster_infer_ratio) * c
+            self._tick("cluster", t0)
+        return c.unsqueeze(0), f0, uv
+
+    # ------------------------------------------------------------------------------------------
+    def infer(
+        self,
+        speaker: Any,
+        tran: float,
+        raw_path: Any,
+        cluster_infer_ratio: float = 0,
+        auto_predict_f0: bool = False,
+        noice_scale: float = 0.4,
+        f0_filter: bool = False,
+        f0_predictor: str = "pm",
+        enhancer_adaptive_key: float = 0,
+        cr_threshold: float = 0.05,
+        k_step: int = 100,
+        frame: int = 0,
+        spk_mix: bool = False,
+        second_encoding: bool = False,
+        loudness_envelope_adjustment: float = 1,
+        seed: int = DEFAULT_SEED,
+    ) -> tuple[torch.Tensor, int, int]:
+        """Convert one slice; returns ``(audio [L'] float tensor, L', n_frames)``.
+
+        ``raw_path``: a file path, a file object, or a numpy wav already at ``target_sample``.
+        ``speaker``: a name or id, or with ``spk_mix`` the full mix matrix ``[n_spk, N]`` whose
+        columns ``frame:frame+T`` are used.
+        """
+        wav = _read_audio(raw_path, self.target_sample)
+        if spk_mix:
+            c, f0, uv = self.get_unit_f0(wav, tran, 0, None, f0_filter, f0_predictor, cr_threshold)
+            n_frames = f0.size(1)
+            sid = speaker[:, frame : frame + n_frames].transpose(0, 1).to(self.dev)
+            if sid.shape[0] != n_frames:
+                raise ValueError(
+                    f"speaker mix has {sid.shape[0]} frames left at {frame}, need {n_frames}"
+                )
+        else:
+            sid = torch.LongTensor([[self.speaker_id(speaker)]]).to(self.dev)
+            c, f0, uv = self.get_unit_f0(wav, tran, cluster_infer_ratio, speaker, f0_filter, f0_predictor,
+                                         cr_threshold)  # fmt: skip
+            n_frames = f0.size(1)
+        c, f0, uv = c.to(self.dtype), f0.to(self.dtype), uv.to(self.dtype)
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            vol = None
+            if self.vol_embedding:
+                vol = self.volume_extractor.extract(torch.from_numpy(wav)[None]).to(
+                    self.dev, self.dtype
+                )
+            use_bf16 = self.precision == "bf16" and self.dev.type == "cpu"
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16):
+                audio, f0 = self.net_g_ms.infer(c, f0=f0, uv=uv, g=sid, noice_scale=noice_scale, seed=seed,
+                                                predict_f0=auto_predict_f0, vol=vol)  # fmt: skip
+            audio = audio[0, 0].float()
+            f0 = f0.float()
+            t0 = self._tick("synthesizer", t0)
+            if self.enhancer is not None:
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16):
+                    audio, _ = self.enhancer.enhance(audio[None, :], self.target_sample, f0[:, :, None],
+                                                     self.hop_size, adaptive_key=enhancer_adaptive_key)  # fmt: skip
+                audio = audio.reshape(-1).float()
+                t0 = self._tick("enhancer", t0)
+            if loudness_envelope_adjustment != 1:
+                audio = change_rms(wav, self.target_sample, audio, self.target_sample,
+                                   loudness_envelope_adjustment)  # fmt: skip
+                self._tick("loudness", t0)
+        return audio, audio.shape[-1], n_frames
+
+    # ------------------------------------------------------------------------------------------
+    def _plan(
+        self,
+        wav: np.ndarray,
+        slice_db: float,
+        pad_seconds: float,
+        clip_seconds: float,
+        lg_num: float,
+    ) -> list[tuple[bool, int, np.ndarray, list[tuple[int, np.ndarray]], int]]:
+        """Chunks of the input: ``(is_silence, start, data, [(offset, piece)], lg_samples)``."""
+        sr = self.target_sample
+        chunks = slicer.chunks2audio(wav, slicer.cut(wav, sr, db_thresh=slice_db))
+        plan = []
+        pos = 0
+        for is_silence, data in chunks:
+            start = pos
+            pos += len(data)
+            if is_silence:
+                plan.append((True, start, data, [], 0))
+                continue
+            per_size, lg_size = int(clip_seconds * sr), int(lg_num * sr)
+            if (
+                per_size == 0
+                and self.max_chunk_seconds > 0
+                and len(data) > self.max_chunk_seconds * sr
+            ):
+                per_size, lg_size = int(self.max_chunk_seconds * sr), int(0.5 * sr)
+            if per_size == 0:
+                pieces = [(0, data)]
+                lg_size = 0
+            else:
+                pieces = [(max(i - lg_size, 0), data[max(i - lg_size, 0) : i + per_size])
+                          for i in range(0, len(data), per_size)]  # fmt: skip
+            plan.append((False, start, data, pieces, lg_size))
+        return plan
+
+    def _n_frames(self, n_samples: int, pad_len: int) -> int:
+        return (n_samples + 2 * pad_len) // self.hop_size
+
+    def build_spk_mix(self, spk_mix_map: Mapping, n_frames: int) -> torch.Tensor:
+        """The per-frame weight matrix ``[n_spk, n_frames]`` (rows = speaker ids; columns sum to 1)."""
+        n_spk = len(self.spk2id)
+        rows: dict[int, Any] = {}
+        for key, segs in spk_mix_map.items():
+            sid = self.speaker_id(key)
+            if sid in rows:
+                raise ValueError(f"speaker mix: speaker {key!r} is given twice")
+            rows[sid] = segs
+        missing = [f"{k} ({v})" for k, v in self.spk2id.items() if v not in rows]
+        if missing or len(rows) != n_spk:
+            raise ValueError(
+                f"speaker mix: every speaker of the config must be present "
+                f"(unused ones as [[0., 1., 0., 0.]]); missing: {', '.join(missing) or '-'}"
+            )
+        mix = torch.zeros(n_spk, n_frames, dtype=torch.float64)
+        for sid, segs in rows.items():
+            if not segs:
+                raise ValueError(f"speaker mix: speaker {sid} has no segments")
+            if float(segs[0][0]) != 0.0 or float(segs[-1][1]) != 1.0:
+                raise ValueError(f"speaker mix: speaker {sid}: the first segment must start at 0 "
+                                 "and the last end at 1")  # fmt: skip
+            last_end = None
+            for seg in segs:
+                if len(seg) != 4:
+                    raise ValueError(
+                        f"speaker mix: segment {seg} must be [t_start, t_end, v_start, v_end]"
+                    )
+                t0, t1, v0, v1 = (float(x) for x in seg)
+                if v0 < 0 or v1 < 0:
+                    raise ValueError(f"speaker mix: values must be >= 0 (speaker {sid}, {seg})")
+                begin, end = int(n_frames * t0), int(n_frames * t1)
+                if end <= begin:
+                    raise ValueError(f"speaker mix: segment {seg} of speaker {sid} is empty or reversed "
+                                     f"({n_frames} frames in all)")  # fmt: skip
+                if last_end is not None and last_end != begin:
+                    raise ValueError(f"speaker mix: speaker {sid}: segments must be contiguous "
+                                     "(each start = the previous end)")  # fmt: skip
+                last_end = end
+                length = end - begin
+                mix[sid, begin:end] = v0 + (v1 - v0) / length * torch.arange(
+                    length, dtype=torch.float64
+                )
+        total = mix.sum(0)
+        zero = total == 0
+        mix[:, zero] = 1.0 / n_spk
+        total[zero] = 1.0
+        return (mix / total).float()
+
+    def slice_inference(
+        self,
+        raw_audio_path: Any,
+        spk: Any,
+        tran: float,
+        slice_db: float,
+        cluster_infer_ratio: float,
+        auto_predict_f0: bool,
+        noice_scale: float,
+        pad_seconds: float = 0.5,
+        clip_seconds: float = 0,
+        lg_num: float = 0,
+        lgr_num: float = 0.75,
+        f0_predictor: str = "pm",
+        enhancer_adaptive_key: float = 0,
+        cr_threshold: float = 0.05,
+        k_step: int = 100,
+        use_spk_mix: bool = False,
+        second_encoding: bool = False,
+        loudness_envelope_adjustment: float = 1,
+        seed: int = DEFAULT_SEED,
+    ) -> np.ndarray:
+        """Convert a whole file (or numpy wav at ``target_sample``) → float32 ``[L]`` at 44.1 kHz."""
+        sr = self.target_sample
+        if clip_seconds < 0 or lg_num < 0 or pad_seconds < 0:
+            raise ValueError("clip, crossfade and pad lengths must be >= 0")
+        if not 0 <= lgr_num <= 1:
+            raise ValueError(f"linear_gradient_retain must be in [0, 1], got {lgr_num}")
+        if clip_seconds > 0 and lg_num >= clip_seconds:
+            raise ValueError(
+                f"the crossfade ({lg_num} s) must be shorter than the clip ({clip_seconds} s)"
+            )
+        if use_spk_mix and len(self.spk2id) == 1:  # §18.8: the reference indexed dict_keys here
+            spk = next(iter(self.spk2id))
+            use_spk_mix = False
+        if use_spk_mix and not getattr(self.net_g_ms, "character_mix", False):
+            raise ValueError("use_spk_mix needs Svc(..., spk_mix_enable=True)")
+
+        t0 = time.perf_counter()
+        wav = _read_audio(raw_audio_path, sr)
+        self._tick("read", t0)
+        pad_len = int(sr * pad_seconds)
+        plan = self._plan(wav, slice_db, pad_seconds, clip_seconds, lg_num)
+
+        if use_spk_mix:
+            total = sum(len(d) // self.hop_size if s else sum(self._n_frames(len(p), pad_len) for _, p in pieces)
+                        for s, _, d, pieces, _ in plan)  # fmt: skip
+            spk = self.build_spk_mix(spk, max(total, 1)).to(self.dev)
+
+        out = np.zeros(len(wav), dtype=np.float32)
+        global_frame = 0
+        for is_silence, start, data, pieces, lg_size in plan:
+            if is_silence:
+                global_frame += len(data) // self.hop_size
+                continue
+            r = int(lg_size * lgr_num)  # blended samples, centred in the lg overlap
+            cl = (lg_size - r) // 2
+            fade = np.linspace(0, 1, r, dtype=np.float32)
+            for k, (offset, piece) in enumerate(pieces):
+                padded = np.concatenate(
+                    [np.zeros(pad_len, np.float32), piece, np.zeros(pad_len, np.float32)]
+                )
+                audio, _, n_frames = self.infer(
+                    spk, tran, padded, cluster_infer_ratio=cluster_infer_ratio,
+                    auto_predict_f0=auto_predict_f0, noice_scale=noice_scale, f0_predictor=f0_predictor,
+                    enhancer_adaptive_key=enhancer_adaptive_key, cr_threshold=cr_threshold, k_step=k_step,
+                    frame=global_frame, spk_mix=use_spk_mix, second_encoding=second_encoding,
+                    loudness_envelope_adjustment=loudness_envelope_adjustment, seed=seed,
+                )  # fmt: skip
+                global_frame += n_frames
+                t1 = time.perf_counter()
+                y = audio.cpu().numpy()
+                y = y[pad_len : len(y) - pad_len]
+                y = pad_array(y, len(piece))
+                at = start + offset  # where this piece's first sample belongs
+                if k > 0 and lg_size > 0:
+                    # the overlap [at, at+lg): keep the previous output up to at+cl, blend r samples,
+                    # then this piece from at+cl+r (the reference's formula, in output samples)
+                    a = at + cl
+                    out[a : a + r] = out[a : a + r] * (1 - fade) + y[cl : cl + r] * fade
+                    out[a + r : at + len(y)] = y[cl + r :]
+                else:
+                    out[at : at + len(y)] = y
+                self._tick("assemble", t1)
+        return out

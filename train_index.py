@@ -1,0 +1,57 @@
+"""Build per-speaker faiss retrieval indexes → ``<output_dir>/feature_and_index.npz`` (§2.6, §14).
+
+    python train_index.py [--root_dir dataset/44k] [-c ./configs/config.json] [--output_dir logs/44k]
+
+One index per speaker of the config's ``spk`` map, keyed by speaker id, from
+``<root_dir>/<speaker>/*.wav.soft.pt``. The reference pickled them into ``feature_and_index.pkl``;
+we write a pickle-free numpy archive instead (see :mod:`cluster.feature_index`). Use it at
+inference with ``-fr -cr <ratio>`` (``-cm`` defaults to this file).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+logger = logging.getLogger("train_index")
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    p = argparse.ArgumentParser(description="Build per-speaker faiss feature-retrieval indexes")
+    p.add_argument("--root_dir", type=str, default="dataset/44k", help="path to the dataset root")
+    p.add_argument("-c", "--config", type=str, default="./configs/config.json", help="config JSON")
+    p.add_argument("--output_dir", type=str, default="logs/44k", help="output folder")
+    p.add_argument("--seed", type=int, default=None, help="shuffle seed (default: random)")
+    args = p.parse_args(argv)
+
+    from cluster.feature_index import save_feature_index, train_index
+    from common.hparams import load_config
+
+    try:
+        hps = load_config(args.config)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    if "spk" not in hps or not len(hps.spk):
+        print(f"error: {args.config}: no 'spk' map", file=sys.stderr)
+        return 1
+    result = {}
+    for name, spk_id in hps.spk.items():
+        logger.info("now, index %s feature...", name)
+        try:
+            result[int(spk_id)] = train_index(os.path.join(args.root_dir, name), seed=args.seed)
+        except FileNotFoundError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+        logger.info("%s: %d rows indexed", name, result[int(spk_id)].ntotal)
+    out = os.path.join(args.output_dir, "feature_and_index.npz")
+    save_feature_index(result, out)
+    logger.info("wrote %s", out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
