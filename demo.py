@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workdir", default="demo_work", help="folder for every demo output")
     p.add_argument("--files_per_singer", type=int, default=8)
     p.add_argument(
-        "--train_steps", type=int, default=24, help="training steps (about 8 s each on 2 cores)"
+        "--train_steps", type=int, default=16, help="training steps (about 16 s each on 2 cores)"
     )
     args = p.parse_args(argv)
     work = Path(args.workdir).resolve()
