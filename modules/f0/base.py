@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import abc
 import importlib.metadata
 import importlib.util
 import os
@@ -68,7 +69,7 @@ def resize_nearest(f0: torch.Tensor | np.ndarray, p_len: int) -> np.ndarray:
     return F.interpolate(t, size=int(p_len), mode="nearest")[0, 0].numpy()
 
 
-class F0Predictor:
+class F0Predictor(abc.ABC):
     """Base class: ``compute_f0_uv(wav, p_len) -> (f0 float64 [p_len], uv float32 [p_len])``.
 
     ``wav`` is a float numpy array at ``sampling_rate`` (44.1 kHz in so-vits), ``p_len`` defaults
@@ -87,8 +88,9 @@ class F0Predictor:
         self.threshold = threshold
         self.device = resolve_device(device)
 
+    @abc.abstractmethod
     def compute_f0(self, wav: np.ndarray, p_len: int | None = None) -> np.ndarray:
-        raise NotImplementedError
+        """Raw f0 [Hz] on the ``p_len`` frame grid, 0 where unvoiced."""
 
     def interpolate_f0(self, f0: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return interpolate_f0(f0, self.hop_length, self.sampling_rate)
@@ -111,8 +113,9 @@ class FrameModelPredictor(F0Predictor):
     linear interpolation over the voiced frames.
     """
 
+    @abc.abstractmethod
     def model_f0(self, wav: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
+        """f0 [Hz] on the model's own frame grid, 0 where unvoiced."""
 
     def compute_f0(self, wav: np.ndarray, p_len: int | None = None) -> np.ndarray:
         wav = np.asarray(wav, dtype=np.float32)
