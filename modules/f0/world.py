@@ -63,20 +63,20 @@ class DioF0Predictor(F0Predictor):
     """WORLD dio + stonemask, each value rounded to 0.1 Hz, then ``resize_f0`` to ``p_len``."""
 
     name = "dio"
+    round_to_0_1_hz = True  # the reference rounds dio's track, not harvest's
 
-    def _world(self, x: np.ndarray):
-        pw = load_pyworld()
-        frame_period = 1000 * self.hop_length / self.sampling_rate
-        f0, t = pw.dio(x, fs=self.sampling_rate, f0_floor=self.f0_min, f0_ceil=self.f0_max,
-                       frame_period=frame_period)  # fmt: skip
-        return pw, f0, t
+    def estimate(self, x: np.ndarray, frame_period: float) -> tuple[np.ndarray, np.ndarray]:
+        """The WORLD estimator: ``(f0, times)``."""
+        return load_pyworld().dio(x, fs=self.sampling_rate, f0_floor=self.f0_min,
+                                  f0_ceil=self.f0_max, frame_period=frame_period)  # fmt: skip
 
     def compute_f0(self, wav: np.ndarray, p_len: int | None = None) -> np.ndarray:
         x = np.ascontiguousarray(wav, dtype=np.float64)
         p_len = check_p_len(len(x), self.hop_length, p_len)
-        pw, f0, t = self._world(x)
-        f0 = pw.stonemask(x, f0, t, self.sampling_rate)
-        f0 = np.round(f0, 1)  # = the reference's round(np.float64, 1) per element
+        f0, t = self.estimate(x, 1000 * self.hop_length / self.sampling_rate)
+        f0 = load_pyworld().stonemask(x, f0, t, self.sampling_rate)
+        if self.round_to_0_1_hz:
+            f0 = np.round(f0, 1)  # = the reference's round(np.float64, 1) per element
         return resize_f0(f0, p_len)
 
 
@@ -84,17 +84,8 @@ class HarvestF0Predictor(DioF0Predictor):
     """WORLD harvest + stonemask (no rounding), then ``resize_f0`` to ``p_len``."""
 
     name = "harvest"
+    round_to_0_1_hz = False
 
-    def _world(self, x: np.ndarray):
-        pw = load_pyworld()
-        frame_period = 1000 * self.hop_length / self.sampling_rate
-        f0, t = pw.harvest(x, fs=self.sampling_rate, f0_floor=self.f0_min, f0_ceil=self.f0_max,
-                           frame_period=frame_period)  # fmt: skip
-        return pw, f0, t
-
-    def compute_f0(self, wav: np.ndarray, p_len: int | None = None) -> np.ndarray:
-        x = np.ascontiguousarray(wav, dtype=np.float64)
-        p_len = check_p_len(len(x), self.hop_length, p_len)
-        pw, f0, t = self._world(x)
-        f0 = pw.stonemask(x, f0, t, self.sampling_rate)
-        return resize_f0(f0, p_len)
+    def estimate(self, x: np.ndarray, frame_period: float) -> tuple[np.ndarray, np.ndarray]:
+        return load_pyworld().harvest(x, fs=self.sampling_rate, f0_floor=self.f0_min,
+                                      f0_ceil=self.f0_max, frame_period=frame_period)  # fmt: skip
