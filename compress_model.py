@@ -14,15 +14,22 @@ import os
 import sys
 
 
-def compress(config: str, input_model: str, ishalf: bool, output_model: str) -> dict:
+def compress(
+    config: str, input_model: str, ishalf: bool, output_model: str, allow_partial: bool = False
+) -> dict:
     import torch
 
     from common.atomic import torch_save
-    from common.checkpoint import CheckpointError, safe_load, strip_module_prefix
+    from common.checkpoint import (
+        CheckpointError,
+        check_checkpoint_fit,
+        safe_load,
+        strip_module_prefix,
+    )
     from common.hparams import load_config
     from models import SynthesizerTrn
 
-    hps = load_config(config)
+    hps = load_config(config, purpose="train")
     net_g = SynthesizerTrn(
         hps.data.filter_length // 2 + 1, hps.train.segment_size // hps.data.hop_length, **hps.model
     )
@@ -31,16 +38,13 @@ def compress(config: str, input_model: str, ishalf: bool, output_model: str) -> 
     )
     ckpt = safe_load(input_model)
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("model"), dict):
-        raise CheckpointError(f"{input_model}: not a so-vits-svc checkpoint (no 'model' entry)")
-    model = strip_module_prefix(ckpt["model"])
-    own = net_g.state_dict()
-    mismatched = [k for k, v in model.items() if k in own and own[k].shape != v.shape]
-    if mismatched or not any(k in own for k in model):
-        print(
-            f"warning: {input_model} does not match the model built from {config} "
-            f"({len(mismatched)} key(s) of another shape); is it the right config?",
-            file=sys.stderr,
+        raise CheckpointError(
+            f"{input_model}: not a so-vits-svc checkpoint (no 'model' entry)",
+            "give a G_*.pth written by train.py",
         )
+    model = strip_module_prefix(ckpt["model"])
+    check_checkpoint_fit(input_model, model, net_g.state_dict(), f"the model built from {config}",
+                         allow_partial=allow_partial)  # fmt: skip
     kept = {
         k: (v.half() if ishalf and v.is_floating_point() else v)
         for k, v in model.items()
@@ -68,18 +72,14 @@ def main(argv=None) -> int:
     p.add_argument(
         "-hf", "--half", action="store_true", default=False, help="store the weights as float16"
     )
+    p.add_argument("--allow_partial", action="store_true",
+                   help="experts: compress a checkpoint that does not fit the config")  # fmt: skip
     args = p.parse_args(argv)
     output = args.output
     if output is None:
         stem, ext = os.path.splitext(args.input)
         output = stem + "_release" + ("_half" if args.half else "") + ext
-    from common.checkpoint import CheckpointError
-
-    try:
-        compress(args.config, args.input, args.half, output)
-    except (CheckpointError, FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    compress(args.config, args.input, args.half, output, args.allow_partial)
     size_in, size_out = os.path.getsize(args.input), os.path.getsize(output)
     print(
         f"wrote {output}: {size_out / 1e6:.1f} MB ({100 * size_out / size_in:.0f}% of "
@@ -89,4 +89,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from common.cli import run_main
+
+    sys.exit(run_main(main))

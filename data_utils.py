@@ -31,6 +31,7 @@ import torch
 import torch.utils.data
 
 from common.checkpoint import CheckpointError, safe_load
+from common.errors import UserError
 from common.features import f0_path, load_f0, load_npy, soft_path, spec_path, vol_path
 from training.units import repeat_expand_2d
 
@@ -40,7 +41,7 @@ MAX_FRAMES = 800  # longer items are cut to a random 790-frame window (reference
 CUT_FRAMES = 790
 
 
-class DatasetError(ValueError):
+class DatasetError(UserError, ValueError):
     """A training item is unusable; the message starts with the offending file."""
 
 
@@ -121,7 +122,15 @@ class TextAudioSpeakerLoader(torch.utils.data.Dataset):
             )
 
         self.all_in_mem = all_in_mem
-        self.cache = [self.get_audio(p) for p in self.audiopaths] if all_in_mem else None
+        self._reported: set[str] = set()
+        self.cache = None
+        if all_in_mem:
+            cache = [self._try_get_audio(p) for p in self.audiopaths]
+            self.audiopaths = [p for p, c in zip(self.audiopaths, cache) if c is not None]
+            self.cache = [c for c in cache if c is not None]
+            if not self.cache:
+                raise DatasetError(f"{source}: no usable item (reasons above)",
+                                   "re-run preprocess_hubert_f0.py")  # fmt: skip
 
     # ------------------------------------------------------------------------------------------
     def _spec(self, filename: str, audio_norm: torch.Tensor) -> torch.Tensor:
@@ -178,6 +187,9 @@ class TextAudioSpeakerLoader(torch.utils.data.Dataset):
             raise DatasetError(
                 f"{filename}: {c_file} should hold a [1, C, T16] tensor, got {shape}"
             )
+        if not (torch.isfinite(c).all() and np.isfinite(f0_np).all()):
+            raise DatasetError(f"{filename}: NaN or infinite values in {c_file} or {f0_file}",
+                               "delete them and re-run preprocess_hubert_f0.py")  # fmt: skip
         if self.ssl_dim is not None and c.shape[1] != self.ssl_dim:
             raise DatasetError(
                 f"{filename}: {c_file} has {c.shape[1]} channels but the config's ssl_dim is "
@@ -193,7 +205,12 @@ class TextAudioSpeakerLoader(torch.utils.data.Dataset):
                     f"{filename}: {v_file} is missing but model.vol_embedding is on "
                     "(run preprocess_hubert_f0.py again)"
                 )
-            volume = torch.from_numpy(np.asarray(load_npy(v_file), dtype=np.float32).reshape(-1))
+            try:
+                volume = torch.from_numpy(
+                    np.asarray(load_npy(v_file), dtype=np.float32).reshape(-1)
+                )
+            except ValueError as e:
+                raise DatasetError(f"{filename}: {e} (run preprocess_hubert_f0.py again)") from None
 
         n_c, n_spec, n_audio = c.size(-1), spec.size(-1), audio_norm.shape[1]
         lmin = min(n_c, n_spec)
@@ -242,12 +259,32 @@ class TextAudioSpeakerLoader(torch.utils.data.Dataset):
                 volume = volume[start:end]
         return c, f0, spec, audio_norm, spk, uv, volume
 
+    def _try_get_audio(self, filename: str):
+        """``get_audio`` or, for a bad item, one warning line naming it (once) and None."""
+        try:
+            return self.get_audio(filename)
+        except DatasetError as e:
+            if filename not in self._reported:
+                self._reported.add(filename)
+                logger.warning("%s; this item is skipped", e)
+            return None
+
     def __getitem__(self, index: int):
+        """Item ``index``; a bad item (unreadable or foreign feature file) is reported and the
+        next good one is used instead, so batches keep their size (and DDP ranks their step
+        count)."""
         if self.all_in_mem:
             item = self.random_slice(*self.cache[index])
-        else:
-            item = self.random_slice(*self.get_audio(self.audiopaths[index]))
-        return (*item, index) if self.return_ids else item
+            return (*item, index) if self.return_ids else item
+        n = len(self.audiopaths)
+        for k in range(n):
+            i = (index + k) % n
+            loaded = self._try_get_audio(self.audiopaths[i])
+            if loaded is not None:
+                item = self.random_slice(*loaded)
+                return (*item, i) if self.return_ids else item
+        raise DatasetError("no usable training item (every item failed; reasons above)",
+                           "re-run preprocess_hubert_f0.py")  # fmt: skip
 
     def __len__(self) -> int:
         return len(self.audiopaths)

@@ -5,7 +5,8 @@ Every flag of the reference, same names and defaults; see inference/cli.py and R
 
 import sys
 
+from common.cli import run_main
 from inference.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

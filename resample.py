@@ -2,7 +2,8 @@
 
 import sys
 
+from common.cli import run_main
 from preprocess.resample import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

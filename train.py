@@ -60,25 +60,23 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="clamp every gradient element to +-this (0 = off, default)",
     )
+    p.add_argument(
+        "--allow_partial",
+        action="store_true",
+        help="experts: resume / fine-tune from checkpoints that do not fit the config",
+    )
     return p
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    from common.checkpoint import CheckpointError
     from training.trainer import TrainOptions, run
 
-    opts = TrainOptions(**vars(args))
-    try:
-        run(opts)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    except (FileNotFoundError, ValueError, CheckpointError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    run(TrainOptions(**vars(args)))
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from common.cli import run_main
+
+    sys.exit(run_main(main))

@@ -28,30 +28,29 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     from cluster.feature_index import save_feature_index, train_index
+    from common.atomic import remove_stale_temporaries
+    from common.errors import ConfigError
     from common.hparams import load_config
+    from common.locking import folder_lock
 
-    try:
-        hps = load_config(args.config)
-    except (FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    hps = load_config(args.config, purpose="features")
     if "spk" not in hps or not len(hps.spk):
-        print(f"error: {args.config}: no 'spk' map", file=sys.stderr)
-        return 1
-    result = {}
-    for name, spk_id in hps.spk.items():
-        logger.info("now, index %s feature...", name)
-        try:
-            result[int(spk_id)] = train_index(os.path.join(args.root_dir, name), seed=args.seed)
-        except FileNotFoundError as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 1
-        logger.info("%s: %d rows indexed", name, result[int(spk_id)].ntotal)
+        raise ConfigError(f"{args.config}: spk is missing or empty",
+                          "make the config with preprocess_flist_config.py")  # fmt: skip
     out = os.path.join(args.output_dir, "feature_and_index.npz")
-    save_feature_index(result, out)
+    with folder_lock(args.output_dir, "index"):
+        remove_stale_temporaries(args.output_dir, ".feature_and_index.npz.*.tmp")
+        result = {}
+        for name, spk_id in hps.spk.items():
+            logger.info("now, index %s feature...", name)
+            result[int(spk_id)] = train_index(os.path.join(args.root_dir, name), seed=args.seed)
+            logger.info("%s: %d rows indexed", name, result[int(spk_id)].ntotal)
+        save_feature_index(result, out)
     logger.info("wrote %s", out)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from common.cli import run_main
+
+    sys.exit(run_main(main))

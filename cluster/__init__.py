@@ -17,6 +17,12 @@ import os
 import numpy as np
 import torch
 
+from common.errors import InputError
+
+
+class SpeakerNotInClusterModel(InputError, KeyError):
+    """The cluster model has no entry for the speaker asked for."""
+
 
 class ClusterModel:
     """Nearest-centre predictor for one speaker (the part of sklearn's KMeans inference uses)."""
@@ -80,8 +86,9 @@ def _model_for(model: dict[str, ClusterModel], speaker) -> ClusterModel:
     try:
         return model[str(speaker)]
     except KeyError:
-        raise KeyError(
-            f"speaker {speaker!r} is not in the cluster model (it has: {', '.join(model)})"
+        raise SpeakerNotInClusterModel(
+            f"speaker {speaker!r} is not in the cluster model (it has: {', '.join(model)})",
+            "rebuild it with cluster/train_cluster.py after adding the speaker's data",
         ) from None
 
 
@@ -96,3 +103,43 @@ def get_cluster_center_result(model: dict[str, ClusterModel], x: np.ndarray, spe
 
 def get_center(model: dict[str, ClusterModel], x: np.ndarray, speaker) -> np.ndarray:
     return _model_for(model, speaker).cluster_centers_[x]
+
+
+def read_unit_files(paths) -> list[np.ndarray]:
+    """Load content-unit files (``*.soft.pt``, ``[1, C, T]``) → list of float32 ``[T, C]``.
+
+    Used by k-means and index training: a bad file (unreadable, not a ``[1, C, T]`` float tensor,
+    NaN/Inf, or another width than the first good file) is reported as one line on stderr naming
+    it and the fix, and skipped; the others are used.
+    """
+    import sys
+
+    from common.checkpoint import CheckpointError, safe_load
+
+    out: list[np.ndarray] = []
+    width = None
+    for path in paths:
+        problem = None
+        try:
+            t = safe_load(path)
+        except CheckpointError as e:
+            problem = str(e).removeprefix(f"{path}: ")
+        else:
+            if not isinstance(t, torch.Tensor) or t.dim() not in (2, 3) or t.numel() == 0:
+                shape = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
+                problem = f"not a [1, C, T] feature tensor (got {shape})"
+            elif not t.is_floating_point() or not torch.isfinite(t).all():
+                problem = "not finite float features (NaN, Inf or integers)"
+            else:
+                t = t.squeeze(0) if t.dim() == 3 else t
+                if width is not None and t.shape[0] != width:
+                    problem = (
+                        f"{t.shape[0]} channels, the other files have {width} (another encoder?)"
+                    )
+        if problem is not None:
+            print(f"{path}: {problem}; skipped (re-run preprocess_hubert_f0.py to recompute it)",
+                  file=sys.stderr, flush=True)  # fmt: skip
+            continue
+        width = t.shape[0]
+        out.append(t.float().numpy().T)
+    return out

@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from common.errors import UserError
+
 FORMAT = "sovits-feature-index-v1"
 REBUILD_HINT = (
     "rebuild it with `python train_index.py --root_dir dataset/44k -c configs/config.json "
@@ -34,7 +36,7 @@ REBUILD_HINT = (
 )
 
 
-class FeatureIndexError(RuntimeError):
+class FeatureIndexError(UserError, RuntimeError):
     pass
 
 
@@ -53,25 +55,20 @@ def _deserialize(data) -> object:
 def train_index(spk_dir: str | os.PathLike, seed: int | None = None):
     """Build one speaker's faiss IVF index from ``<spk_dir>/*.wav.soft.pt``."""
     import faiss
-    import torch
 
-    from common.checkpoint import safe_load
+    from cluster import read_unit_files
 
     spk_dir = Path(spk_dir)
     files = (
         sorted(p for p in spk_dir.iterdir() if ".wav.soft.pt" in p.name) if spk_dir.is_dir() else []
     )
     if not files:
-        raise FileNotFoundError(
-            f"{spk_dir}: no *.wav.soft.pt files; run preprocess_hubert_f0.py first"
-        )
-    rows = []
-    for f in files:
-        t = safe_load(f)
-        if not isinstance(t, torch.Tensor):
-            raise ValueError(f"{f}: not a feature tensor")
-        t = t[0] if t.dim() == 3 else t
-        rows.append(t.float().numpy().T)
+        raise FeatureIndexError(f"{spk_dir}: no *.wav.soft.pt files",
+                                "run preprocess_hubert_f0.py first")  # fmt: skip
+    rows = read_unit_files(files)
+    if not rows:
+        raise FeatureIndexError(f"{spk_dir}: no usable *.wav.soft.pt files",
+                                "run preprocess_hubert_f0.py first")  # fmt: skip
     big = np.concatenate(rows, 0).astype(np.float32)
     rng = np.random.default_rng(seed)
     big = big[rng.permutation(big.shape[0])]

@@ -27,26 +27,24 @@ if not __package__:  # run as a script: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
-import torch  # noqa: E402
+
+from common.errors import InputError, UsageError  # noqa: E402
 
 logger = logging.getLogger("train_cluster")
 
 
 def load_features(in_dir: Path) -> np.ndarray:
-    """Stack every ``*.soft.pt`` under ``in_dir`` (sorted) → float32 ``[N, C]``."""
-    from common.checkpoint import safe_load
+    """Stack every usable ``*.soft.pt`` under ``in_dir`` (sorted) → float32 ``[N, C]``.
 
-    feats = []
-    for path in sorted(in_dir.glob("*.soft.pt")):
-        t = safe_load(path)
-        if not isinstance(t, torch.Tensor) or t.dim() not in (2, 3):
-            raise ValueError(f"{path}: expected a [1, C, T] feature tensor")
-        t = t.squeeze(0) if t.dim() == 3 else t
-        feats.append(t.float().numpy().T)
+    A bad file (unreadable, not ``[1, C, T]``, NaN, or another width than the first good file)
+    is reported as one line naming it and the fix, and skipped (:func:`cluster.read_unit_files`).
+    """
+    from cluster import read_unit_files
+
+    feats = read_unit_files(sorted(Path(in_dir).glob("*.soft.pt")))
     if not feats:
-        raise FileNotFoundError(
-            f"{in_dir}: no *.soft.pt feature files; run preprocess_hubert_f0.py first"
-        )
+        raise InputError(f"{in_dir}: no *.soft.pt feature files that can be used",
+                         "run preprocess_hubert_f0.py first")  # fmt: skip
     return np.ascontiguousarray(np.concatenate(feats, axis=0), dtype=np.float32)
 
 
@@ -111,36 +109,35 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     args = build_parser().parse_args(argv)
     if args.n_clusters < 1:
-        print("error: --n_clusters must be at least 1", file=sys.stderr)
-        return 2
+        raise UsageError(f"--n_clusters {args.n_clusters}: out of range; must be at least 1")
     if not args.dataset.is_dir():
-        print(f"error: {args.dataset}: dataset folder not found", file=sys.stderr)
-        return 1
+        raise InputError(f"{args.dataset}: dataset folder not found",
+                         "run resample.py and preprocess_hubert_f0.py first, or give --dataset")  # fmt: skip
     speakers = sorted(
         d.name for d in args.dataset.iterdir() if d.is_dir() and not d.name.startswith(".")
     )
     if not speakers:
-        print(f"error: {args.dataset}: no speaker folders", file=sys.stderr)
-        return 1
-    ckpt = {}
-    for spk in speakers:
-        t0 = time.time()
-        logger.info("train kmeans for %s ...", spk)
-        try:
-            ckpt[spk] = train_cluster(args.dataset / spk, args.n_clusters, use_minibatch=args.minibatch,
-                                      verbose=args.verbose, use_gpu=args.gpu, seed=args.seed)  # fmt: skip
-        except FileNotFoundError as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 1
-        k = ckpt[spk]["cluster_centers_"].shape[0]
-        logger.info("%s: %d clusters in %.1f s", spk, k, time.time() - t0)
-    from common.atomic import torch_save
+        raise InputError(f"{args.dataset}: no speaker folders", "expected <dataset>/<speaker>/")
+    from common.atomic import remove_stale_temporaries, torch_save
+    from common.locking import folder_lock
 
     out = args.output / f"kmeans_{args.n_clusters}.pt"
-    torch_save(ckpt, out)
+    with folder_lock(args.output, "kmeans"):
+        remove_stale_temporaries(args.output, f".{out.name}.*.tmp")
+        ckpt = {}
+        for spk in speakers:
+            t0 = time.time()
+            logger.info("train kmeans for %s ...", spk)
+            ckpt[spk] = train_cluster(args.dataset / spk, args.n_clusters, use_minibatch=args.minibatch,
+                                      verbose=args.verbose, use_gpu=args.gpu, seed=args.seed)  # fmt: skip
+            k = ckpt[spk]["cluster_centers_"].shape[0]
+            logger.info("%s: %d clusters in %.1f s", spk, k, time.time() - t0)
+        torch_save(ckpt, out)
     logger.info("wrote %s", out)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from common.cli import run_main
+
+    sys.exit(run_main(main))

@@ -78,3 +78,25 @@ def torch_save(obj, path: str | os.PathLike) -> None:
 
     with atomic_open(path, "wb") as f:
         torch.save(obj, f)
+
+
+def remove_stale_temporaries(
+    folder: str | os.PathLike, pattern: str = ".*.tmp", recursive: bool = False
+) -> int:
+    """Delete the temporaries (``.<name>.<random>.tmp``) a killed run left in ``folder``.
+
+    ``pattern`` narrows it to one step's outputs (e.g. ``.kmeans_*.tmp``). Call it while holding
+    the step's folder lock (:func:`common.locking.folder_lock`) so another run's files are safe.
+    """
+    import logging
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        return 0
+    removed = 0
+    for f in folder.rglob(pattern) if recursive else folder.glob(pattern):
+        with contextlib.suppress(FileNotFoundError):
+            f.unlink()
+            removed += 1
+            logging.getLogger(__name__).info("removed an unfinished write: %s", f)
+    return removed

@@ -7,16 +7,22 @@ features see the same signal in both (the reference used two different resampler
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 
+from common.errors import UserError
+
+logger = logging.getLogger(__name__)
+
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".m4a", ".aac", ".opus", ".aiff", ".aif")
 
 
-class AudioError(ValueError):
+class AudioError(UserError, ValueError):
     """An input audio file is unusable; the message starts with the file name."""
 
 
@@ -40,8 +46,19 @@ def load_audio(
     if path.stat().st_size == 0:
         raise AudioError(f"{path}: empty file")
     try:
+        with open(path, "rb"):  # the real reason first (permission denied, ...)
+            pass
+    except OSError as e:
+        raise AudioError(f"{path}: {(e.strerror or str(e)).lower()}") from None
+    try:
         data, file_sr = sf.read(str(path), dtype="float32", always_2d=True)  # [L, C]
         data = data.T
+        _warn_if_truncated(path)
+    except sf.LibsndfileError as e:
+        if path.suffix.lower() not in _SNDFILE_SUFFIXES:
+            data, file_sr = _load_with_audioread(path)
+        else:
+            data, file_sr = _read_truncated(path, e)
     except Exception:  # noqa: BLE001
         if path.suffix.lower() in _SNDFILE_SUFFIXES:
             raise AudioError(
@@ -57,6 +74,38 @@ def load_audio(
         wav = resample(wav, file_sr, sr)
         file_sr = sr
     return np.ascontiguousarray(wav, dtype=np.float32), int(file_sr)
+
+
+def _warn_if_truncated(path: Path) -> None:
+    """libsndfile reads what a cut-off WAV/AIFF holds; say so (its header promised more)."""
+    info = sf.info(str(path))
+    m = re.search(r"data\s*:\s*(\d+)\s*\(should be (\d+)\)", info.extra_info)
+    if m and int(m.group(2)) < int(m.group(1)):
+        logger.warning("%s: truncated file (the header promises more audio than it holds); "
+                       "using the %.2f s that are there (re-export it if that is wrong)", path,
+                       info.frames / max(1, info.samplerate))  # fmt: skip
+
+
+def _read_truncated(path: Path, err: Exception) -> tuple[np.ndarray, int]:
+    """Decode a cut-off FLAC/OGG up to the damage, with a warning; nothing decodable: AudioError."""
+    reason = str(err).replace("Error : ", "").strip().splitlines()[0] if str(err) else "corrupt"
+    blocks: list[np.ndarray] = []
+    try:
+        with sf.SoundFile(str(path)) as f:
+            sr = f.samplerate
+            while True:
+                block = f.read(4096, dtype="float32", always_2d=True)
+                if not len(block):
+                    break
+                blocks.append(block)
+    except Exception:  # noqa: BLE001 - the damaged part
+        pass
+    if not blocks:
+        raise AudioError(f"{path}: not a readable audio file ({reason})", "re-export it") from None
+    data = np.concatenate(blocks).T
+    logger.warning("%s: truncated or damaged (%s); using the first %.2f s (re-export it if that "
+                   "is wrong)", path, reason, data.shape[1] / sr)  # fmt: skip
+    return data, int(sr)
 
 
 _SNDFILE_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".opus")

@@ -10,13 +10,17 @@ Every ``.pt``/``.pth`` a user hands us is untrusted. Files are read with
 Anything else a pickle asks for is refused with :class:`CheckpointError` before it can run.
 
 The so-vits-svc checkpoint dict is ``{"model", "iteration", "optimizer", "learning_rate"}``
-(sovits-4.1.md §11); :func:`save_checkpoint` writes it atomically and :func:`load_checkpoint`
-has the reference's forgiving semantics (missing or shape-mismatched keys keep their fresh value,
-one warning line each), which is what fine-tuning from a pretrained ``G_0``/``D_0`` relies on.
+(sovits-4.1.md §11); :func:`save_checkpoint` writes it atomically. :func:`load_checkpoint` keeps
+the reference's forgiving semantics only where they are meant: ``emb_g`` of another shape
+(fine-tuning a pretrained ``G_0`` with another speaker count) and the ``enc_q`` keys a release
+file lacks keep their fresh values with a warning. A checkpoint that does not fit the config
+(another config, a D given as G) is an error (:func:`check_checkpoint_fit`, the one fit check
+every loader uses; the reference silently re-initialised the keys, §18.4).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import logging
 import os
@@ -28,12 +32,17 @@ import numpy as np
 import torch
 
 from common.atomic import torch_save
+from common.errors import UserError
 
 logger = logging.getLogger(__name__)
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UserError, RuntimeError):
     """A checkpoint file could not be read safely (missing, corrupt, or asks to run code)."""
+
+
+class CheckpointMismatchError(CheckpointError):
+    """A checkpoint does not fit the model its config builds (another config, or a D as G)."""
 
 
 class FairseqDictionaryStandIn:
@@ -71,7 +80,10 @@ def safe_load(path: str | os.PathLike, map_location: Any = "cpu") -> Any:
     """
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint file not found")
+        what = (
+            "is a folder, not a checkpoint file" if path.is_dir() else "checkpoint file not found"
+        )
+        raise CheckpointError(f"{path}: {what}", "check the path")
     try:
         with torch.serialization.safe_globals(SAFE_GLOBALS):
             try:  # memory-map zip checkpoints: unused parts (optimizer state) are never read
@@ -96,7 +108,11 @@ def safe_load(path: str | os.PathLike, map_location: Any = "cpu") -> Any:
                 ) from None
             m = re.search(r"WeightsUnpickler error: \s*([^\n]+)", text)
             msg = m.group(1) if m else "unreadable pickle data"
-        raise CheckpointError(f"{path}: not a readable torch checkpoint ({msg})") from None
+        msg = msg.split(". ")[0].rstrip(".")  # torch adds paragraphs of advice
+        raise CheckpointError(
+            f"{path}: not a readable torch checkpoint ({msg})",
+            "the file is damaged or not a checkpoint; copy or download it again",
+        ) from None
 
 
 def strip_module_prefix(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -127,40 +143,158 @@ def save_checkpoint(
     )
 
 
+HANDFUL = 4  # missing / unexpected keys tolerated before a checkpoint counts as foreign
+SPEAKER_KEYS = ("emb_g.weight",)  # may differ in shape: fine-tuning with another speaker count
+OPTIONAL_PREFIXES = ("enc_q.",)  # release files (compress_model.py) drop the posterior encoder
+ALLOW_PARTIAL_HINT = (
+    "use the config.json saved with this model (logs/<model>/config.json), or the matching "
+    "checkpoint; experts: --allow_partial loads it anyway"
+)
+
+
+@dataclasses.dataclass
+class CheckpointFit:
+    """How a checkpoint's ``model`` dict fits the model a config builds (key lists)."""
+
+    missing: list[str]  # in the model, not in the file (optional prefixes excluded)
+    unexpected: list[str]  # in the file, not in the model
+    reshaped: list[tuple[str, tuple, tuple]]  # (key, file shape, model shape), speaker keys excl.
+    speaker: list[tuple[str, tuple, tuple]]  # speaker keys of another shape (n_speakers differs)
+    optional_missing: list[str]  # e.g. enc_q.* of a release file
+    n_model_keys: int
+
+    @property
+    def n_problems(self) -> int:
+        return len(self.missing) + len(self.unexpected) + len(self.reshaped)
+
+    def first_mismatches(self, n: int = 3) -> str:
+        items = [f"{k} {tuple(a)} in the file vs {tuple(b)}" for k, a, b in self.reshaped]
+        items += [f"{k} missing" for k in self.missing]
+        items += [f"{k} unexpected" for k in self.unexpected]
+        more = len(items) - n
+        return "; ".join(items[:n]) + (f"; and {more} more" if more > 0 else "")
+
+
+def _shape(v: Any) -> tuple | None:
+    return tuple(v.shape) if isinstance(v, torch.Tensor) else None
+
+
+def check_checkpoint_fit(
+    path: str | os.PathLike,
+    saved: dict[str, Any],
+    expected: dict[str, Any],
+    against: str,
+    *,
+    allow_partial: bool = False,
+    optional_prefixes: tuple[str, ...] = OPTIONAL_PREFIXES,
+    max_mismatches: int = HANDFUL,
+) -> CheckpointFit:
+    """Compare a checkpoint's ``model`` dict with the state dict (or key → tensor) it must fill.
+
+    Raises :class:`CheckpointMismatchError` (one line naming ``path``, ``against`` — e.g. "the
+    model built from configs/config.json" — and the first mismatches) when the file is a
+    discriminator where a generator is expected (or the reverse), when any key other than the
+    speaker embedding has another shape, or when more than ``max_mismatches`` keys are missing or
+    unexpected. ``allow_partial`` turns those errors into the returned report (the caller warns).
+    A different ``emb_g`` shape (another n_speakers) is never an error.
+    """
+    if not all(isinstance(v, torch.Tensor) for v in saved.values()):
+        bad = next(k for k, v in saved.items() if not isinstance(v, torch.Tensor))
+        raise CheckpointError(
+            f"{path}: not a so-vits-svc checkpoint ('model' entry {bad!r} is not a tensor)",
+            "give a G_*.pth written by train.py or compress_model.py",
+        )
+    saved_is_d = any(k.startswith("discs.") for k in saved)
+    model_is_d = any(k.startswith("discs.") for k in expected)
+    if saved_is_d != model_is_d and not allow_partial:
+        if saved_is_d:
+            raise CheckpointMismatchError(
+                f"{path}: this is a discriminator checkpoint (D_*.pth) but a generator is "
+                f"needed for {against}",
+                "give the generator G_*.pth of the same step",
+            )
+        raise CheckpointMismatchError(
+            f"{path}: this is a generator checkpoint (G_*.pth) but a discriminator is needed "
+            f"for {against}",
+            "give the discriminator D_*.pth of the same step",
+        )
+    fit = CheckpointFit([], [], [], [], [], len(expected))
+    for key, fresh in expected.items():
+        value = saved.get(key)
+        if value is None:
+            opt = key.startswith(optional_prefixes)
+            (fit.optional_missing if opt else fit.missing).append(key)
+        elif _shape(value) != _shape(fresh):
+            row = (key, _shape(value), _shape(fresh))
+            (fit.speaker if key in SPEAKER_KEYS else fit.reshaped).append(row)
+    fit.unexpected = [k for k in saved if k not in expected]
+    foreign = fit.reshaped or len(fit.missing) + len(fit.unexpected) > max_mismatches
+    if foreign and not allow_partial:
+        raise CheckpointMismatchError(
+            f"{path}: does not fit {against}: {len(fit.missing)} of {fit.n_model_keys} keys "
+            f"missing, {len(fit.reshaped)} of another shape, {len(fit.unexpected)} unexpected "
+            f"(first: {fit.first_mismatches()})",
+            ALLOW_PARTIAL_HINT,
+        )
+    return fit
+
+
 def load_checkpoint(
     path: str | os.PathLike,
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer | None = None,
     skip_optimizer: bool = False,
+    *,
+    config: str | os.PathLike | None = None,
+    allow_partial: bool = False,
+    optional_prefixes: tuple[str, ...] = OPTIONAL_PREFIXES,
 ) -> tuple[torch.nn.Module, torch.optim.Optimizer | None, float, int]:
     """Load a so-vits-svc checkpoint into ``model`` (and ``optimizer``).
 
-    Returns ``(model, optimizer, learning_rate, iteration)`` like the reference. For every key
-    of the model's own state dict: a missing key, or one whose shape differs (e.g. ``emb_g`` with
-    another ``n_speakers``), keeps the model's fresh value and logs one warning line. Extra keys in
-    the file are ignored. Values are cast to the model's dtype (the reference instead cast the model
-    to the file's dtype, which made half checkpoints unusable on CPU).
+    Returns ``(model, optimizer, learning_rate, iteration)`` like the reference. The file must fit
+    the model (:func:`check_checkpoint_fit`; ``config`` names the config in the message): a
+    checkpoint of another config, or a D given as G, raises :class:`CheckpointMismatchError`
+    before anything is changed, unless ``allow_partial``. What may differ keeps the model's fresh
+    value with a warning: ``emb_g`` of another shape (fine-tuning with another ``n_speakers``),
+    the ``enc_q.*`` keys a release file lacks (one line), and up to a handful of other missing
+    keys (one line each). Extra keys in the file are ignored. Values are cast to the model's dtype
+    (the reference instead cast the model to the file's dtype, which made half checkpoints
+    unusable on CPU).
     """
     ckpt = safe_load(path)
-    if not isinstance(ckpt, dict) or "model" not in ckpt:
-        raise CheckpointError(f"{path}: not a so-vits-svc checkpoint (no 'model' entry)")
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("model"), dict):
+        raise CheckpointError(
+            f"{path}: not a so-vits-svc checkpoint (no 'model' entry)",
+            "give a G_*.pth written by train.py or compress_model.py",
+        )
     saved = strip_module_prefix(ckpt["model"])
     net = _unwrap(model)
     own = net.state_dict()
+    against = f"the model built from {config}" if config else f"the {type(net).__name__} model"
+    fit = check_checkpoint_fit(path, saved, own, against, allow_partial=allow_partial,
+                               optional_prefixes=optional_prefixes)  # fmt: skip
+    if fit.optional_missing:
+        prefixes = sorted({k.split(".")[0] for k in fit.optional_missing})
+        logger.info("%s: %d %s keys not in the file (a release checkpoint); they keep their "
+                    "initial values (not used for conversion)", path, len(fit.optional_missing),
+                    "/".join(prefixes))  # fmt: skip
+    for key in fit.missing:
+        logger.warning("%s: %s is not in the checkpoint; keeping its initial value", path, key)
+    for key, file_shape, model_shape in fit.speaker + fit.reshaped:
+        logger.warning(
+            "%s: %s has shape %s in the checkpoint but %s in the model; keeping its initial value%s",
+            path, key, file_shape, model_shape,
+            " (another n_speakers: fine-tuning re-initialises the speaker embedding)"
+            if key in SPEAKER_KEYS else "",
+        )  # fmt: skip
+    if fit.unexpected and allow_partial:
+        logger.warning("%s: %d keys of the file are not in the model and were ignored (first: %s)",
+                       path, len(fit.unexpected), ", ".join(fit.unexpected[:3]))  # fmt: skip
+    bad = {k for k, _, _ in fit.speaker + fit.reshaped}
     new_state = {}
     for key, fresh in own.items():
         value = saved.get(key)
-        if value is None:
-            logger.warning("%s: %s is not in the checkpoint; keeping its initial value", path, key)
-            new_state[key] = fresh
-        elif value.shape != fresh.shape:
-            logger.warning(
-                "%s: %s has shape %s in the checkpoint but %s in the model; keeping its initial value",
-                path,
-                key,
-                tuple(value.shape),
-                tuple(fresh.shape),
-            )
+        if value is None or key in bad:
             new_state[key] = fresh
         else:
             new_state[key] = value.to(dtype=fresh.dtype)

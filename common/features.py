@@ -25,9 +25,10 @@ import os
 import numpy as np
 
 from common.atomic import save_npy
+from common.errors import UserError
 
 
-class LegacyFeatureFile(ValueError):
+class LegacyFeatureFile(UserError, ValueError):
     """A feature file in the reference's pickled format; it is never unpickled, only recomputed."""
 
 
@@ -88,3 +89,70 @@ def load_f0(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     if arr.ndim != 2 or arr.shape[0] != 2:
         raise ValueError(f"{path}: expected an f0 array of shape (2, T), got {arr.shape}")
     return arr[0].astype(np.float32), arr[1].astype(np.float32)
+
+
+HOP = 512  # frames of every frame-level file: T = samples // HOP at 44.1 kHz
+FRAME_SLACK = 4  # frames a file may differ from T (spectrogram without centring, mel padding)
+
+
+def feature_problem(path: str, n_samples: int, ssl_dim: int | None = None) -> str | None:
+    """Why the feature file ``path`` of a wav with ``n_samples`` samples is unusable, or None.
+
+    "Usable" means complete and loadable with the expected kind, dtype and shape for that wav
+    (the table above), so a corrupt, truncated or foreign file (another wav's, another encoder's)
+    is found without trusting its name or date. Never unpickles anything.
+    """
+    import torch
+
+    from common.checkpoint import CheckpointError, safe_load
+
+    if not os.path.isfile(path):
+        return "missing"
+    n_frames = n_samples // HOP
+    try:
+        if path.endswith(".pt"):
+            arr = safe_load(path)
+            if not isinstance(arr, torch.Tensor):
+                return f"holds a {type(arr).__name__}, not a tensor"
+            if not arr.is_floating_point():
+                return f"dtype {arr.dtype}, expected float32"
+            arr = arr.float().numpy()
+        else:
+            arr = load_npy(path)
+            if arr.dtype.kind != "f":
+                return f"dtype {arr.dtype}, expected float32"
+    except LegacyFeatureFile:
+        return "reference-format (pickled) file"
+    except (CheckpointError, ValueError, OSError) as e:
+        return str(e).removeprefix(f"{path}: ")
+    if not np.isfinite(arr).all():
+        return "contains NaN or infinite values"
+    shape = arr.shape
+
+    def frames_off(t: int) -> bool:
+        return abs(t - n_frames) > FRAME_SLACK
+
+    if path.endswith(".soft.pt"):
+        expected = n_samples / 882  # 16 kHz, hop 320
+        if len(shape) != 3 or shape[0] != 1 or shape[2] == 0:
+            return f"shape {shape}, expected [1, C, T16]"
+        if ssl_dim is not None and shape[1] != ssl_dim:
+            return f"{shape[1]} channels but the config's ssl_dim is {ssl_dim} (another encoder?)"
+        if not 0.5 * expected - 2 <= shape[2] <= 1.5 * expected + 2:
+            return f"{shape[2]} frames, but the wav gives about {expected:.0f} (another file's?)"
+    elif path.endswith(".f0.npy"):
+        if len(shape) != 2 or shape[0] != 2 or shape[1] != n_frames:
+            return f"shape {shape}, expected (2, {n_frames})"
+    elif path.endswith(".spec.pt"):
+        if len(shape) != 2 or shape[0] != 1025 or frames_off(shape[1]):
+            return f"shape {shape}, expected [1025, about {n_frames}]"
+    elif path.endswith(".aug_keyshift.npy"):
+        if shape != (1,):
+            return f"shape {shape}, expected (1,)"
+    elif path.endswith((".mel.npy", ".aug_mel.npy")):
+        if len(shape) != 2 or shape[1] != 128 or frames_off(shape[0]):
+            return f"shape {shape}, expected [about {n_frames}, 128]"
+    elif path.endswith((".vol.npy", ".aug_vol.npy")):
+        if len(shape) != 1 or frames_off(shape[0]):
+            return f"shape {shape}, expected [about {n_frames}]"
+    return None

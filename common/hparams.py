@@ -10,6 +10,12 @@ import json
 import os
 from typing import Any
 
+from common.errors import ConfigError
+
+
+class ConfigNotFound(ConfigError, FileNotFoundError):
+    """The config file does not exist."""
+
 
 class HParams:
     """Nested dict with attribute and item access. Nested dicts become ``HParams`` too."""
@@ -67,17 +73,37 @@ class InferHParams(HParams):
         return None
 
 
-def load_config(path: str | os.PathLike, infer: bool = False) -> HParams:
-    """Read a JSON config (``configs/config.json``) into ``HParams`` (or ``InferHParams``)."""
+def load_config(
+    path: str | os.PathLike, infer: bool = False, purpose: str | None = None
+) -> HParams:
+    """Read a JSON config (``configs/config.json``) into ``HParams`` (or ``InferHParams``).
+
+    ``purpose`` (``"train"``, ``"infer"``, ``"features"``) also validates it
+    (:func:`common.config_check.validate_config`); every problem is a one-line
+    :class:`~common.errors.ConfigError` naming the file and the key.
+    """
     try:
         with open(path, encoding="utf-8") as f:
             data = json.load(f)
     except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: config file not found") from None
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from None
+        raise ConfigNotFound(
+            f"{path}: config file not found",
+            "run preprocess_flist_config.py, or give the path with -c",
+        ) from None
+    except IsADirectoryError:
+        raise ConfigError(
+            f"{path}: is a folder, not a config file", "give the config.json"
+        ) from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(
+            f"{path}: not valid JSON ({e})", "fix the file or make it again"
+        ) from None
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: a config must be a JSON object")
+        raise ConfigError(f"{path}: a config must be a JSON object", "fix the file")
+    if purpose is not None:
+        from common.config_check import validate_config
+
+        validate_config(data, path, purpose)
     return (InferHParams if infer else HParams)(**data)
 
 

@@ -21,14 +21,20 @@ from __future__ import annotations
 import argparse
 import ast
 import logging
+import math
 import os
 import sys
 import time
 from pathlib import Path
 
+from common.cli import os_error_line
+from common.errors import InputError, PartialFailure, UsageError, UserError
+
 logger = logging.getLogger("inference_main")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+MAX_SEMITONES = 48  # -t / -eak: four octaves either way
+MAX_NOISE_SCALE = 2.0  # -ns: the reference uses 0.4; far above 1 the output is noise
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -111,6 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
     a("--precision", choices=["fp32", "bf16"], default="fp32", help="synthesizer precision on CPU")
     a("--max_chunk_seconds", type=float, default=30.0,
       help="voiced chunks longer than this are clipped with a crossfade (memory bound; 0 = never)")  # fmt: skip
+    a("--allow_partial", action="store_true", default=False,
+      help="experts: load a checkpoint that does not fit the config (mismatched keys keep random values)")  # fmt: skip
     return p
 
 
@@ -156,23 +164,61 @@ def output_name(clean_name: str, tran: int, spk: str, cluster_infer_ratio: float
     return f"{clean_name}_{key}_{spk}{cluster_name}_{mode}_{f0p}.{wav_format}"
 
 
-def _fail(msg: str, code: int = 1) -> int:
-    print(f"error: {msg}", file=sys.stderr)
-    return code
+def check_flags(args: argparse.Namespace) -> None:
+    """Reject out-of-range flags before anything is loaded (one line naming the flag, exit 2)."""
+    from modules.f0 import F0_PREDICTORS
+
+    def bad(flag: str, value, rule: str) -> None:
+        raise UsageError(f"{flag} {value}: out of range; {rule}")
+
+    if not 0 <= args.cluster_infer_ratio <= 1:
+        bad("-cr", args.cluster_infer_ratio, "the cluster / retrieval ratio must be in 0..1")
+    for t in args.trans:
+        if abs(t) > MAX_SEMITONES:
+            bad("-t", t, f"a key shift must be within +-{MAX_SEMITONES} semitones (4 octaves)")
+    if abs(args.enhancer_adaptive_key) > MAX_SEMITONES:
+        bad("-eak", args.enhancer_adaptive_key, f"must be within +-{MAX_SEMITONES} semitones")
+    for flag, value in (("-cl", args.clip), ("-lg", args.linear_gradient),
+                        ("-p", args.pad_seconds), ("--max_chunk_seconds", args.max_chunk_seconds)):  # fmt: skip
+        if not (value >= 0 and math.isfinite(value)):
+            bad(flag, value, "a length in seconds must be >= 0")
+    if args.clip > 0 and args.linear_gradient >= args.clip:
+        bad(
+            "-lg",
+            args.linear_gradient,
+            f"the crossfade must be shorter than the clip (-cl {args.clip})",
+        )
+    for flag, value in (("-lgr", args.linear_gradient_retain), ("-lea", args.loudness_envelope_adjustment),
+                        ("-ft", args.f0_filter_threshold)):  # fmt: skip
+        if not 0 <= value <= 1:
+            bad(flag, value, "must be in 0..1")
+    if not 0 <= args.noice_scale <= MAX_NOISE_SCALE:
+        bad(
+            "-ns",
+            args.noice_scale,
+            f"the noise scale must be in 0..{MAX_NOISE_SCALE} (default 0.4)",
+        )
+    if args.slice_db > 0:
+        bad(
+            "-sd", args.slice_db, "the silence threshold is in dB below full scale (<= 0, e.g. -40)"
+        )
+    if args.f0_predictor.strip().lower() not in F0_PREDICTORS:
+        raise UsageError(f"-f0p {args.f0_predictor}: unknown f0 predictor",
+                         f"choose one of {', '.join(F0_PREDICTORS)}")  # fmt: skip
+    if args.shallow_diffusion or args.only_diffusion:
+        raise UsageError("shallow diffusion is not available yet (-shd / -od come with the "
+                         "diffusion work)", "run without them")  # fmt: skip
+    import soundfile as sf
+
+    if args.wav_format.upper() not in sf.available_formats():
+        raise UsageError(f"-wf {args.wav_format}: not an output format soundfile can write",
+                         ", ".join(sorted(f.lower() for f in sf.available_formats())))  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     args = build_parser().parse_args(argv)
-    if args.shallow_diffusion or args.only_diffusion:
-        return _fail("shallow diffusion is not available yet (-shd / -od come with the diffusion "
-                     "work); run without them", 2)  # fmt: skip
-
-    import soundfile as sf
-
-    if args.wav_format.upper() not in sf.available_formats():
-        return _fail(f"-wf {args.wav_format}: not an output format soundfile can write "
-                     f"({', '.join(sorted(f.lower() for f in sf.available_formats()))})", 2)  # fmt: skip
+    check_flags(args)
 
     if args.cluster_infer_ratio != 0:
         if args.cluster_model_path == "":
@@ -189,9 +235,8 @@ def main(argv: list[str] | None = None) -> int:
                 if args.feature_retrieval
                 else "cluster model (cluster/train_cluster.py)"
             )
-            return _fail(
-                f"-cr {args.cluster_infer_ratio} needs a {what}: {args.cluster_model_path} not found"
-            )
+            raise InputError(f"{args.cluster_model_path}: not found; -cr {args.cluster_infer_ratio} "
+                             f"needs a {what}", "build it, give it with -cm, or use -cr 0")  # fmt: skip
     else:
         args.cluster_model_path = ""
 
@@ -201,63 +246,88 @@ def main(argv: list[str] | None = None) -> int:
     if use_spk_mix:
         try:
             spk_mix_map, mix_path = load_spk_mix_map()
-        except (OSError, ValueError, SyntaxError) as e:
-            return _fail(str(e))
+        except SyntaxError as e:
+            raise InputError(f"{e.filename}: not valid Python syntax at line {e.lineno}",
+                             "spkmix.py must hold spk_mix_map = {...}") from None  # fmt: skip
+        except (OSError, ValueError) as e:
+            raise InputError(str(e)) from None
         logger.info("speaker mix from %s", mix_path)
 
-    from common.audio import AudioError, save_audio
-    from common.checkpoint import CheckpointError
+    from common.audio import save_audio
     from inference.infer_tool import Svc
 
     t0 = time.perf_counter()
-    try:
-        svc_model = Svc(args.model_path, args.config_path, args.device, args.cluster_model_path, args.enhance,
-                        args.diffusion_model_path, args.diffusion_config_path, args.shallow_diffusion,
-                        args.only_diffusion, use_spk_mix, args.feature_retrieval, precision=args.precision,
-                        max_chunk_seconds=args.max_chunk_seconds)  # fmt: skip
-    except (OSError, ValueError, KeyError, RuntimeError) as e:
-        return _fail(str(e))
+    svc_model = Svc(args.model_path, args.config_path, args.device, args.cluster_model_path, args.enhance,
+                    args.diffusion_model_path, args.diffusion_config_path, args.shallow_diffusion,
+                    args.only_diffusion, use_spk_mix, args.feature_retrieval, precision=args.precision,
+                    max_chunk_seconds=args.max_chunk_seconds,
+                    allow_partial=args.allow_partial)  # fmt: skip
     logger.info("model loaded in %.2f s", time.perf_counter() - t0)
 
-    os.makedirs("raw", exist_ok=True)
-    os.makedirs("results", exist_ok=True)
     if spk_mix_map is not None and len(spk_mix_map) <= 1:
         use_spk_mix = False
     if use_spk_mix:
         spk_list = [spk_mix_map]
+    else:
+        for spk in spk_list:  # a wrong speaker fails before any input is converted
+            svc_model.speaker_id(spk)
+    os.makedirs("raw", exist_ok=True)
+    os.makedirs("results", exist_ok=True)
 
     trans = list(args.trans)
     clean_names = args.clean_names
     fill_a_to_b(trans, clean_names)
+    failed: list[str] = []
     for clean_name, tran in zip(clean_names, trans):
         raw_audio_path = f"raw/{clean_name}"
         if "." not in raw_audio_path:
             raw_audio_path += ".wav"
-        if not os.path.isfile(raw_audio_path):
-            return _fail(f"{raw_audio_path}: input file not found")
         for spk in spk_list:
-            t1 = time.perf_counter()
             try:
-                audio = svc_model.slice_inference(
-                    raw_audio_path, spk, tran, args.slice_db, args.cluster_infer_ratio, args.auto_predict_f0,
-                    args.noice_scale, pad_seconds=args.pad_seconds, clip_seconds=args.clip,
-                    lg_num=args.linear_gradient, lgr_num=args.linear_gradient_retain,
-                    f0_predictor=args.f0_predictor, enhancer_adaptive_key=args.enhancer_adaptive_key,
-                    cr_threshold=args.f0_filter_threshold, k_step=args.k_step, use_spk_mix=use_spk_mix,
-                    second_encoding=args.second_encoding,
-                    loudness_envelope_adjustment=args.loudness_envelope_adjustment, seed=args.seed,
-                )  # fmt: skip
-            except (AudioError, CheckpointError, OSError, ValueError, KeyError) as e:
-                return _fail(str(e))
-            spk_name = "spk_mix" if use_spk_mix else spk
-            res_path = os.path.join("results", output_name(
-                clean_name, tran, spk_name, args.cluster_infer_ratio, args.auto_predict_f0,
-                args.f0_predictor, args.wav_format))  # fmt: skip
-            save_audio(res_path, audio, svc_model.target_sample, format=args.wav_format)
-            dur = len(audio) / svc_model.target_sample
-            took = time.perf_counter() - t1
-            logger.info("wrote %s (%.2f s of audio in %.2f s)", res_path, dur, took)
+                convert_one(svc_model, args, raw_audio_path, clean_name, spk, tran, use_spk_mix,
+                            save_audio)  # fmt: skip
+            except (UserError, OSError) as e:
+                line = str(e) if isinstance(e, UserError) else os_error_line(e)
+                print(line, file=sys.stderr, flush=True)
+                failed.append(raw_audio_path)
+                break  # the next speakers would fail the same way on this input
     logger.info(
         "time per stage: %s", ", ".join(f"{k} {v:.2f} s" for k, v in svc_model.timings.items())
     )
+    if failed:
+        n_all = len(clean_names)
+        names = ", ".join(failed)
+        if len(failed) == n_all:
+            raise InputError(f"{names}: nothing converted ({len(failed)} of {n_all} input(s) failed; "
+                             "reasons above)")  # fmt: skip
+        raise PartialFailure(f"{names}: {len(failed)} of {n_all} inputs failed (reasons above); "
+                             "the others were converted")  # fmt: skip
     return 0
+
+
+def convert_one(svc_model, args, raw_audio_path, clean_name, spk, tran, use_spk_mix, save_audio):
+    """Convert one input for one speaker and write its result (atomically)."""
+    if not os.path.isfile(raw_audio_path):
+        what = (
+            "is a folder, not an audio file"
+            if os.path.isdir(raw_audio_path)
+            else "input file not found"
+        )
+        raise InputError(f"{raw_audio_path}: {what}", "inputs are names of files in raw/")
+    t1 = time.perf_counter()
+    audio = svc_model.slice_inference(
+        raw_audio_path, spk, tran, args.slice_db, args.cluster_infer_ratio, args.auto_predict_f0,
+        args.noice_scale, pad_seconds=args.pad_seconds, clip_seconds=args.clip,
+        lg_num=args.linear_gradient, lgr_num=args.linear_gradient_retain,
+        f0_predictor=args.f0_predictor, enhancer_adaptive_key=args.enhancer_adaptive_key,
+        cr_threshold=args.f0_filter_threshold, k_step=args.k_step, use_spk_mix=use_spk_mix,
+        second_encoding=args.second_encoding,
+        loudness_envelope_adjustment=args.loudness_envelope_adjustment, seed=args.seed,
+    )  # fmt: skip
+    spk_name = "spk_mix" if use_spk_mix else spk
+    res_path = os.path.join("results", output_name(
+        clean_name, tran, spk_name, args.cluster_infer_ratio, args.auto_predict_f0,
+        args.f0_predictor, args.wav_format))  # fmt: skip
+    save_audio(res_path, audio, svc_model.target_sample, format=args.wav_format)
+    dur = len(audio) / svc_model.target_sample
+    logger.info("wrote %s (%.2f s of audio in %.2f s)", res_path, dur, time.perf_counter() - t1)

@@ -50,6 +50,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from common.checkpoint import CheckpointMismatchError
+from common.errors import ConfigError, InputError, UsageError
 from inference import slicer
 
 logger = logging.getLogger(__name__)
@@ -57,7 +59,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_SEED = 52468
 
 
-class DiffusionUnavailable(RuntimeError):
+class DiffusionUnavailable(UsageError, RuntimeError):
     """Shallow diffusion / diffusion-only inference was asked for; this build has no diffusion."""
 
 
@@ -156,6 +158,7 @@ class Svc:
         fold_weight_norm: bool = True,
         precision: str = "fp32",
         max_chunk_seconds: float = 30.0,
+        allow_partial: bool = False,
     ):
         if shallow_diffusion or only_diffusion:
             raise DiffusionUnavailable(
@@ -178,7 +181,9 @@ class Svc:
         self.max_chunk_seconds = float(max_chunk_seconds)
         self.timings: dict[str, float] = {}
 
-        self.hps_ms = load_config(config_path, infer=True)
+        self.config_path = str(config_path)
+        self.allow_partial = bool(allow_partial)
+        self.hps_ms = load_config(config_path, infer=True, purpose="infer")
         data = self.hps_ms.data
         if data is None or self.hps_ms.model is None:
             raise ValueError(f"{config_path}: not a so-vits-svc config (no 'data'/'model' section)")
@@ -217,6 +222,8 @@ class Svc:
                 self.cluster_model = get_cluster_model(self.cluster_model_path)
         else:
             self.feature_retrieval = False
+        if self.cluster_model is not None:
+            self._check_cluster_model()
 
         self.enhancer = None
         if self.nsf_hifigan_enhance:
@@ -232,6 +239,24 @@ class Svc:
                 channels_last_convs(self.enhancer.vocoder.load(), tile=self._tile())
             self.timings["load_enhancer"] = time.perf_counter() - t0
         self._f0_predictors: dict[tuple, Any] = {}
+
+    def _check_cluster_model(self) -> None:
+        """A k-means file or feature index of another config is refused at load time."""
+        ssl_dim = self.net_g_ms.ssl_dim
+        if self.feature_retrieval:
+            dims = {str(k): int(v.index.d) for k, v in self.cluster_model.items()}
+            tool = "train_index.py"
+        else:
+            dims = {k: v.n_features_in_ for k, v in self.cluster_model.items()}
+            tool = "cluster/train_cluster.py"
+        wrong = {k: d for k, d in dims.items() if d != ssl_dim}
+        if wrong:
+            k, d = next(iter(wrong.items()))
+            raise CheckpointMismatchError(
+                f"{self.cluster_model_path}: does not fit {self.config_path}: speaker {k!r} has "
+                f"{d}-dim features but model.ssl_dim is {ssl_dim}",
+                f"rebuild it for this model with {tool}",
+            )
 
     def _tile(self) -> int | None:
         """bf16 runs the decoders' convolutions in fixed 8192-sample windows (see inference.fast:
@@ -250,7 +275,8 @@ class Svc:
             hps.train.segment_size // hps.data.hop_length,
             **model_kwargs,
         )
-        load_checkpoint(self.net_g_path, self.net_g_ms, None)
+        load_checkpoint(self.net_g_path, self.net_g_ms, None, config=self.config_path,
+                        allow_partial=self.allow_partial)  # fmt: skip
         self.net_g_ms.eval().requires_grad_(False)
         if fold_weight_norm:
             self.net_g_ms.remove_weight_norm()
@@ -284,9 +310,11 @@ class Svc:
         if sid is not None and 0 <= sid < self.n_speakers:
             return sid
         names = ", ".join(f"{k} ({v})" for k, v in self.spk2id.items())
-        raise ValueError(
-            f"speaker {speaker!r} is not in the speaker list: {names or '(empty)'}"
-            + (f"; ids must be 0..{self.n_speakers - 1}" if sid is not None else "")
+        raise InputError(
+            f"{self.config_path}: speaker {speaker!r} is not in the speaker list: "
+            f"{names or '(empty)'}"
+            + (f"; ids must be 0..{self.n_speakers - 1}" if sid is not None else ""),
+            "give one of these names with -s",
         )
 
     def speaker_name(self, sid: int) -> str | None:
@@ -338,6 +366,12 @@ class Svc:
         wav16k = torch.from_numpy(resample(wav, self.target_sample, 16000)).to(self.dev)
         with torch.inference_mode():
             c = self.hubert_model.encoder(wav16k)
+        if c.shape[1] != self.net_g_ms.ssl_dim:
+            raise ConfigError(
+                f"{self.config_path}: model.ssl_dim is {self.net_g_ms.ssl_dim} but the speech "
+                f"encoder {self.speech_encoder!r} gives {c.shape[1]} channels",
+                "set model.speech_encoder to the encoder the model was trained with",
+            )
         c = repeat_expand_2d(c.squeeze(0), f0.shape[1], self.unit_interpolate_mode)
         t0 = self._tick("encoder", t0)
 
@@ -352,8 +386,10 @@ class Svc:
             sid = self.speaker_id(speaker)
             if self.feature_retrieval:
                 if sid not in self.cluster_model:
-                    raise KeyError(
-                        f"speaker id {sid} is not in the feature index ({sorted(self.cluster_model)})"
+                    raise InputError(
+                        f"{self.cluster_model_path}: speaker id {sid} is not in the feature index "
+                        f"({sorted(self.cluster_model)})",
+                        "rebuild it with train_index.py",
                     )
                 mixed = self.cluster_model[sid].retrieve(feats)
             else:
@@ -483,36 +519,38 @@ class Svc:
         for key, segs in spk_mix_map.items():
             sid = self.speaker_id(key)
             if sid in rows:
-                raise ValueError(f"speaker mix: speaker {key!r} is given twice")
+                raise InputError(f"spkmix.py: spk_mix_map: speaker {key!r} is given twice")
             rows[sid] = segs
         missing = [f"{k} ({v})" for k, v in self.spk2id.items() if v not in rows]
         if missing or len(rows) != n_spk:
-            raise ValueError(
-                f"speaker mix: every speaker of the config must be present "
+            raise InputError(
+                f"spkmix.py: spk_mix_map: every speaker of the config must be present "
                 f"(unused ones as [[0., 1., 0., 0.]]); missing: {', '.join(missing) or '-'}"
             )
         mix = torch.zeros(n_spk, n_frames, dtype=torch.float64)
         for sid, segs in rows.items():
             if not segs:
-                raise ValueError(f"speaker mix: speaker {sid} has no segments")
+                raise InputError(f"spkmix.py: spk_mix_map: speaker {sid} has no segments")
             if float(segs[0][0]) != 0.0 or float(segs[-1][1]) != 1.0:
-                raise ValueError(f"speaker mix: speaker {sid}: the first segment must start at 0 "
+                raise InputError(f"spkmix.py: spk_mix_map: speaker {sid}: the first segment must start at 0 "
                                  "and the last end at 1")  # fmt: skip
             last_end = None
             for seg in segs:
                 if len(seg) != 4:
-                    raise ValueError(
-                        f"speaker mix: segment {seg} must be [t_start, t_end, v_start, v_end]"
+                    raise InputError(
+                        f"spkmix.py: spk_mix_map: segment {seg} must be [t_start, t_end, v_start, v_end]"
                     )
                 t0, t1, v0, v1 = (float(x) for x in seg)
                 if v0 < 0 or v1 < 0:
-                    raise ValueError(f"speaker mix: values must be >= 0 (speaker {sid}, {seg})")
+                    raise InputError(
+                        f"spkmix.py: spk_mix_map: values must be >= 0 (speaker {sid}, {seg})"
+                    )
                 begin, end = int(n_frames * t0), int(n_frames * t1)
                 if end <= begin:
-                    raise ValueError(f"speaker mix: segment {seg} of speaker {sid} is empty or reversed "
+                    raise InputError(f"spkmix.py: spk_mix_map: segment {seg} of speaker {sid} is empty or reversed "
                                      f"({n_frames} frames in all)")  # fmt: skip
                 if last_end is not None and last_end != begin:
-                    raise ValueError(f"speaker mix: speaker {sid}: segments must be contiguous "
+                    raise InputError(f"spkmix.py: spk_mix_map: speaker {sid}: segments must be contiguous "
                                      "(each start = the previous end)")  # fmt: skip
                 last_end = end
                 length = end - begin

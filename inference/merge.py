@@ -19,11 +19,14 @@ tensors are copied from the first checkpoint instead of being averaged.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from collections.abc import Sequence
 
 import torch
+
+from common.errors import UsageError
 
 MODES = {"convex": 0, "linear": 1, 0: 0, 1: 1}
 DEFAULT_OUTPUT = os.path.join(os.path.curdir, "output.pth")
@@ -44,10 +47,22 @@ def mix_model(
     mix_rate: Sequence[float] | None = None,
     mode: str | int = "convex",
     output_path: str | os.PathLike = DEFAULT_OUTPUT,
+    config: str | os.PathLike | None = None,
 ) -> str:
-    """Merge checkpoints into ``output_path`` (reference default ``./output.pth``); returns it."""
+    """Merge checkpoints into ``output_path`` (reference default ``./output.pth``); returns it.
+
+    Every checkpoint must have the first one's keys and shapes, and (with ``config``) fit the
+    model that config builds; otherwise :class:`CheckpointMismatchError` names the file and
+    nothing is written.
+    """
     from common.atomic import torch_save
-    from common.checkpoint import CheckpointError, safe_load, strip_module_prefix
+    from common.checkpoint import (
+        CheckpointError,
+        CheckpointMismatchError,
+        check_checkpoint_fit,
+        safe_load,
+        strip_module_prefix,
+    )
 
     if not model_paths:
         raise ValueError("no checkpoints to merge")
@@ -60,28 +75,48 @@ def mix_model(
     def load_model(path):
         ckpt = safe_load(path)
         if not isinstance(ckpt, dict) or not isinstance(ckpt.get("model"), dict):
-            raise CheckpointError(f"{path}: not a so-vits-svc checkpoint (no 'model' dict)")
+            raise CheckpointError(f"{path}: not a so-vits-svc checkpoint (no 'model' dict)",
+                                  "give G_*.pth files")  # fmt: skip
         return ckpt
 
     first = load_model(model_paths[0])
     base = strip_module_prefix(first["model"])
+    if config is not None:  # every model must fit the config
+        expected = _model_state(config)
+        check_checkpoint_fit(model_paths[0], base, expected, f"the model built from {config}")
+    else:  # no config: the first must at least be a generator
+        check_checkpoint_fit(model_paths[0], base, {"emb_g.weight": base.get("emb_g.weight")},
+                             "a merge of generators", max_mismatches=len(base))  # fmt: skip
     acc = {k: v.float() * weights[0] if v.is_floating_point() else v for k, v in base.items()}
     for path, w in zip(model_paths[1:], weights[1:]):
         other = strip_module_prefix(load_model(path)["model"])
+        # the same keys and shapes as the first (emb_g included: speakers are merged row by row)
+        check_checkpoint_fit(path, other, base, f"{model_paths[0]} (merged models must share one "
+                             "config)", max_mismatches=0, optional_prefixes=())  # fmt: skip
+        if other["emb_g.weight"].shape != base["emb_g.weight"].shape:
+            raise CheckpointMismatchError(
+                f"{path}: emb_g.weight has shape {tuple(other['emb_g.weight'].shape)} but "
+                f"{tuple(base['emb_g.weight'].shape)} in {model_paths[0]}; the models cannot be "
+                "merged", "merge models trained with the same config (n_speakers)")  # fmt: skip
         for k, v in acc.items():
-            if k not in other:
-                raise CheckpointError(f"{path}: has no {k} (present in {model_paths[0]})")
-            if other[k].shape != base[k].shape:
-                raise CheckpointError(
-                    f"{path}: {k} has shape {tuple(other[k].shape)} but "
-                    f"{tuple(base[k].shape)} in {model_paths[0]}; the models cannot be merged"
-                )
             if v.is_floating_point():
                 v.add_(other[k].float() * w)
         del other
     first["model"] = {k: v.to(base[k].dtype) for k, v in acc.items()}
     torch_save(first, output_path)
     return str(output_path)
+
+
+def _model_state(config: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """The state dict (keys and shapes) of the generator ``config`` builds."""
+    from common.hparams import load_config
+    from models import SynthesizerTrn
+
+    hps = load_config(config, purpose="infer")
+    with torch.device("meta"):
+        net = SynthesizerTrn(hps.data.filter_length // 2 + 1,
+                             hps.train.segment_size // hps.data.hop_length, **hps.model)  # fmt: skip
+    return net.state_dict()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -92,15 +127,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("-m", "--mode", choices=["convex", "linear"], default="convex",
                    help="convex: softmax(rates/100); linear: rates/100")  # fmt: skip
     p.add_argument("-o", "--output", default=DEFAULT_OUTPUT)
+    p.add_argument("-c", "--config", default=None,
+                   help="the models' config.json: every model is checked against it")  # fmt: skip
     args = p.parse_args(argv)
-    try:
-        out = mix_model(args.models, args.rates, args.mode, args.output)
-    except (ValueError, RuntimeError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    if args.rates is not None and len(args.rates) != len(args.models):
+        raise UsageError(f"--rates: {len(args.models)} checkpoints but {len(args.rates)} rates",
+                         "give one rate per model")  # fmt: skip
+    if args.rates is not None and any(not math.isfinite(r) or r < 0 for r in args.rates):
+        raise UsageError(f"--rates {args.rates}: out of range; rates are percentages >= 0")
+    out = mix_model(args.models, args.rates, args.mode, args.output, args.config)
     print(f"wrote {out}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from common.cli import run_main
+
+    sys.exit(run_main(main))

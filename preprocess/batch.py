@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 
 from tqdm import tqdm
 
+from common.cli import os_error_line
+
 
 @dataclass
 class BatchReport:
@@ -101,17 +103,6 @@ def _safe_call(fn: Callable[[str], tuple[str, str | None]], item: str) -> tuple[
     try:
         return fn(item)
     except Exception as e:  # noqa: BLE001
-        msg = str(e)
+        msg = os_error_line(e) if isinstance(e, OSError) else " ".join(str(e).split())
         prefix = f"{item}: "
         return "failed", (msg[len(prefix) :] if msg.startswith(prefix) else msg) or type(e).__name__
-
-
-def remove_stale_temp_files(root: str) -> int:
-    """Delete ``.*.tmp`` files that an interrupted run left behind under ``root``."""
-    removed = 0
-    for dirpath, _, files in os.walk(root):
-        for f in files:
-            if f.startswith(".") and f.endswith(".tmp"):
-                os.remove(os.path.join(dirpath, f))
-                removed += 1
-    return removed

@@ -17,16 +17,20 @@ import argparse
 import glob
 import hashlib
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from common import features as ff
-from common.atomic import save_npy, torch_save
+from common.atomic import remove_stale_temporaries, save_npy, torch_save
 from common.audio import load_audio, resample
+from common.errors import InputError, UsageError
 from common.hparams import load_config
-from preprocess.batch import BatchReport, remove_stale_temp_files, run_batch
+from common.locking import folder_lock
+from modules.f0 import F0_PREDICTORS
+from preprocess.batch import BatchReport, run_batch
 
 HOP = 512
 SR = 44100
@@ -44,18 +48,12 @@ def required_outputs(wav_path: str, use_diff: bool, use_vol: bool) -> list[str]:
     return out
 
 
-def _is_current(path: str) -> bool:
-    """Exists and is not a reference-format (pickled) file."""
-    if not os.path.exists(path):
-        return False
-    if path.endswith(".npy"):
-        try:
-            ff.load_npy(path)
-        except ff.LegacyFeatureFile:
-            return False
-        except ValueError:
-            return False
-    return True
+def _wav_samples(wav_path: str) -> int:
+    """Samples of ``wav_path`` at 44.1 kHz, from its header (no decoding)."""
+    import soundfile as sf
+
+    info = sf.info(wav_path)
+    return info.frames if info.samplerate == SR else int(info.frames * SR / info.samplerate)
 
 
 def _init_worker(job: dict, ranks) -> None:
@@ -95,9 +93,17 @@ def process_one(wav_path: str) -> tuple[str, str | None]:
     s = _state
     if "init_error" in s:
         return "failed", s["init_error"]
-    todo = [
-        p for p in required_outputs(wav_path, s["use_diff"], s["use_vol"]) if not _is_current(p)
-    ]
+    try:
+        n_samples = _wav_samples(wav_path)
+    except Exception:  # noqa: BLE001 - load_audio below gives the reason
+        n_samples = 0
+    todo = []
+    for p in required_outputs(wav_path, s["use_diff"], s["use_vol"]):
+        problem = ff.feature_problem(p, n_samples, s.get("ssl_dim"))
+        if problem is not None:
+            todo.append(p)
+            if problem != "missing":
+                print(f"{p}: {problem}; recomputing it", file=sys.stderr, flush=True)
     if not todo:
         return "skipped", None
     wav, _ = load_audio(wav_path, sr=SR)
@@ -155,17 +161,16 @@ def extract_features(
     device: str | None = None,
     num_processes: int = 1,
 ) -> BatchReport:
-    hps = load_config(config_path, infer=True)
+    hps = load_config(config_path, infer=True, purpose="features")
     speech_encoder = hps.model.speech_encoder or "vec768l12"
     use_vol = bool(hps.model.vol_embedding)
     vocoder_config = None
     if use_diff:
         import json
 
-        import yaml
+        from common.config_check import FEATURES, load_diffusion_config
 
-        with open(diff_config_path, encoding="utf-8") as f:
-            dcfg = yaml.safe_load(f)
+        dcfg = load_diffusion_config(diff_config_path, FEATURES, hps.to_dict())
         ckpt = (dcfg.get("vocoder") or {}).get("ckpt", "pretrain/nsf_hifigan/model")
         cfg_file = Path(ckpt).parent / "config.json"
         if cfg_file.is_file():
@@ -174,16 +179,14 @@ def extract_features(
         device = "cuda" if torch.cuda.is_available() else "cpu"
     files = sorted(glob.glob(os.path.join(in_dir, "*", "*.wav")))
     if not files:
-        raise FileNotFoundError(
-            f"{in_dir}: no wav files in {in_dir}/<speaker>/ (run resample.py first)"
-        )
-    remove_stale_temp_files(in_dir)
+        raise InputError(f"{in_dir}: no wav files in {in_dir}/<speaker>/", "run resample.py first")
     n = num_processes if num_processes > 0 else (os.cpu_count() or 1)
     n = max(1, min(n, len(files)))
     job = {
         "speech_encoder": speech_encoder, "f0_predictor": f0_predictor, "use_diff": use_diff,
         "use_vol": use_vol, "device": device, "vocoder_config": vocoder_config,
         "threads": max(1, (os.cpu_count() or 1) // n),
+        "ssl_dim": hps.model.ssl_dim,
     }  # fmt: skip
     ranks = None
     if n > 1:
@@ -194,7 +197,9 @@ def extract_features(
             ranks.put(r)
     print(f"features: encoder {speech_encoder}, f0 {f0_predictor}, device {device}, "
           f"{n} process(es), {len(files)} files")  # fmt: skip
-    return run_batch(process_one, files, n, "features", _init_worker, (job, ranks))
+    with folder_lock(in_dir, "features"):
+        remove_stale_temporaries(in_dir, recursive=True)
+        return run_batch(process_one, files, n, "features", _init_worker, (job, ranks))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -217,11 +222,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        report = extract_features(args.in_dir, args.config, args.diff_config, args.f0_predictor,
-                                  args.use_diff, args.device, args.num_processes)  # fmt: skip
-    except (FileNotFoundError, ValueError) as e:
-        print(f"error: {e}")
-        return 1
+    if args.f0_predictor.strip().lower() not in F0_PREDICTORS:
+        raise UsageError(f"--f0_predictor {args.f0_predictor}: unknown f0 predictor",
+                         f"choose one of {', '.join(F0_PREDICTORS)}")  # fmt: skip
+    report = extract_features(args.in_dir, args.config, args.diff_config, args.f0_predictor,
+                              args.use_diff, args.device, args.num_processes)  # fmt: skip
     print(report.summary("features"))
     return report.exit_code

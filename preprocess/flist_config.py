@@ -20,6 +20,8 @@ import soundfile as sf
 import yaml
 
 from common.atomic import write_text
+from common.config_check import TRAIN, validate_config, validate_diffusion_config
+from common.errors import UserError
 from common.hparams import load_config, save_config
 
 MIN_SECONDS = 0.3
@@ -45,14 +47,19 @@ ENCODER_DIMS: dict[str, tuple[int, int, int | None, int]] = {
 }
 
 
-class DatasetError(ValueError):
+class DatasetError(UserError, ValueError):
     """The dataset folder cannot give any usable speaker."""
 
 
 def scan_speaker(spk_dir: Path, source_dir: str, problems: list[str]) -> list[str]:
     """Usable wav paths of one speaker, as ``source_dir/spk/file`` strings (reference format)."""
     paths = []
-    for name in sorted(os.listdir(spk_dir)):
+    try:
+        names = sorted(os.listdir(spk_dir))
+    except OSError as e:
+        problems.append(f"{spk_dir}: folder skipped: {(e.strerror or str(e)).lower()}")
+        return paths
+    for name in names:
         path = spk_dir / name
         if name.startswith(".") or not name.endswith("wav") or not path.is_file():
             continue
@@ -143,12 +150,14 @@ def write_outputs(args: argparse.Namespace) -> dict[str, int]:
     spk_map, train, val, problems = build_filelists(args.source_dir)
     for p in problems:
         print(f"warning: {p}")
-    write_text(args.train_list, "".join(f"{w}\n" for w in train))
-    write_text(args.val_list, "".join(f"{w}\n" for w in val))
     config = make_config(spk_map, args.speech_encoder, args.vol_aug, args.tiny)
     config_dir = Path(args.config_dir)
-    save_config(config, config_dir / "config.json")
     diff = make_diffusion_config(spk_map, args.speech_encoder)
+    validate_config(config, config_dir / "config.json", TRAIN)  # what every later step checks
+    validate_diffusion_config(diff, config_dir / "diffusion.yaml", TRAIN, config)
+    write_text(args.train_list, "".join(f"{w}\n" for w in train))
+    write_text(args.val_list, "".join(f"{w}\n" for w in val))
+    save_config(config, config_dir / "config.json")
     write_text(config_dir / "diffusion.yaml", yaml.safe_dump(diff, allow_unicode=True))
     print(
         f"speakers (id: name, sorted by name): {', '.join(f'{i}: {s}' for s, i in spk_map.items())}"
@@ -190,9 +199,5 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        write_outputs(args)
-    except DatasetError as e:
-        print(f"error: {e}")
-        return 1
+    write_outputs(args)
     return 0

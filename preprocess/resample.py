@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
 
+from common.atomic import remove_stale_temporaries
 from common.audio import (
     AudioError,
     is_audio_file,
@@ -23,7 +25,9 @@ from common.audio import (
     save_wav_int16,
     trim_silence,
 )
-from preprocess.batch import BatchReport, default_workers, remove_stale_temp_files, run_batch
+from common.errors import InputError, UsageError
+from common.locking import folder_lock
+from preprocess.batch import BatchReport, default_workers, run_batch
 
 MIN_SECONDS = 0.3  # shorter clips are useless for training (preprocess_flist_config skips them)
 SILENCE_PEAK = 10 ** (-70 / 20)  # below -70 dBFS peak the file is taken as silent
@@ -31,13 +35,50 @@ SILENCE_PEAK = 10 ** (-70 / 20)  # below -70 dBFS peak the file is taken as sile
 _job: dict = {}
 
 
-def _init(in_dir: str, out_dir: str, sr: int, skip_loudnorm: bool, force: bool) -> None:
-    _job.update(in_dir=in_dir, out_dir=out_dir, sr=sr, skip_loudnorm=skip_loudnorm, force=force)
+def _init(out_names: dict[str, str], sr: int, skip_loudnorm: bool, force: bool) -> None:
+    _job.update(out_names=out_names, sr=sr, skip_loudnorm=skip_loudnorm, force=force)
 
 
 def output_path(src: str, in_dir: str, out_dir: str) -> str:
+    """``in_dir/<spk>/<stem>.<ext>`` → ``out_dir/<spk>/<stem>.wav`` (see :func:`plan_outputs`)."""
     rel = os.path.relpath(src, in_dir)
     return os.path.join(out_dir, os.path.splitext(rel)[0] + ".wav")
+
+
+def plan_outputs(
+    files: list[str], in_dir: str, out_dir: str
+) -> tuple[dict[str, str], dict[str, str]]:
+    """Distinct output names, also on case-insensitive file systems.
+
+    Inputs of one speaker whose stems are equal ignoring case (``a.wav``, ``a.flac``, ``A.mp3``)
+    would all become ``a.wav``: the ``.wav`` input (else the first by name) keeps ``<stem>.wav``,
+    the others get their extension in the name (``a_flac.wav``, ``A_mp3.wav``), with a message.
+    Returns ``(src → dst, src → reason)``; a name that still collides is a failure to rename.
+    """
+    groups: dict[tuple[str, str], list[str]] = {}
+    for src in files:
+        stem = os.path.splitext(os.path.basename(src))[0]
+        groups.setdefault((os.path.dirname(src), stem.lower()), []).append(src)
+    out: dict[str, str] = {}
+    for members in groups.values():
+        members.sort(key=lambda p: (not p.lower().endswith(".wav"), os.path.basename(p)))
+        out[members[0]] = output_path(members[0], in_dir, out_dir)
+        for src in members[1:]:
+            stem, ext = os.path.splitext(src)
+            dst = output_path(f"{stem}_{ext.lstrip('.').lower()}.wav", in_dir, out_dir)
+            out[src] = dst
+            print(f"{src}: its name collides with {members[0]} (ignoring case and extension); "
+                  f"writing {dst}", file=sys.stderr)  # fmt: skip
+    seen: dict[str, str] = {}
+    failed: dict[str, str] = {}
+    for src in sorted(out):
+        key = out[src].lower()
+        if key in seen:
+            failed[src] = (f"its output {out[src]} would overwrite the output of {seen[key]} "
+                           "(rename one of them)")  # fmt: skip
+        else:
+            seen[key] = src
+    return {k: v for k, v in out.items() if k not in failed}, failed
 
 
 def process_audio(wav: np.ndarray, sr: int, target_sr: int, skip_loudnorm: bool) -> np.ndarray:
@@ -54,7 +95,7 @@ def process_audio(wav: np.ndarray, sr: int, target_sr: int, skip_loudnorm: bool)
 
 def convert_one(src: str) -> tuple[str, str | None]:
     """Convert one file; returns ``(status, reason)``. Raises nothing for bad input."""
-    dst = output_path(src, _job["in_dir"], _job["out_dir"])
+    dst = _job["out_names"][src]
     if not _job["force"] and os.path.exists(dst):
         return "skipped", None
     try:
@@ -73,14 +114,24 @@ def convert_one(src: str) -> tuple[str, str | None]:
     return "done", None
 
 
-def find_inputs(in_dir: str) -> list[str]:
-    """Audio files one level down: ``in_dir/<speaker>/<file>`` (hidden files ignored)."""
+def find_inputs(in_dir: str, problems: dict[str, str] | None = None) -> list[str]:
+    """Audio files one level down: ``in_dir/<speaker>/<file>`` (hidden files ignored).
+
+    A speaker folder that cannot be listed is recorded in ``problems`` with the real reason
+    (permission denied, ...) and skipped.
+    """
     files = []
     for spk in sorted(os.listdir(in_dir)):
         spk_dir = os.path.join(in_dir, spk)
         if spk.startswith(".") or not os.path.isdir(spk_dir):
             continue
-        for name in sorted(os.listdir(spk_dir)):
+        try:
+            names = sorted(os.listdir(spk_dir))
+        except OSError as e:
+            if problems is not None:
+                problems[spk_dir] = f"folder skipped: {(e.strerror or str(e)).lower()}"
+            continue
+        for name in names:
             path = os.path.join(spk_dir, name)
             if os.path.isfile(path) and is_audio_file(path):
                 files.append(path)
@@ -96,16 +147,23 @@ def resample_dataset(
     force: bool = False,
 ) -> BatchReport:
     if not os.path.isdir(in_dir):
-        raise FileNotFoundError(
-            f"{in_dir}: input folder not found (expected {in_dir}/<speaker>/*.wav)"
+        raise InputError(
+            f"{in_dir}: input folder not found", f"put the audio in {in_dir}/<speaker>/*.wav"
         )
-    files = find_inputs(in_dir)
+    problems: dict[str, str] = {}
+    files = find_inputs(in_dir, problems)
     if not files:
-        raise FileNotFoundError(f"{in_dir}: no audio files found in {in_dir}/<speaker>/")
-    if os.path.isdir(out_dir):
-        remove_stale_temp_files(out_dir)
-    args = (in_dir, out_dir, sr, skip_loudnorm, force)
-    return run_batch(convert_one, files, num_processes, "resample", _init, args)
+        why = "; ".join(f"{k}: {v}" for k, v in problems.items())
+        raise InputError(f"{in_dir}: no audio files found in {in_dir}/<speaker>/" +
+                         (f" ({why})" if why else ""), "put one folder per speaker there")  # fmt: skip
+    out_names, collisions = plan_outputs(files, in_dir, out_dir)
+    with folder_lock(out_dir, "resample"):
+        remove_stale_temporaries(out_dir, recursive=True)
+        args = (out_names, sr, skip_loudnorm, force)
+        report = run_batch(convert_one, list(out_names), num_processes, "resample", _init, args)
+    for path, reason in {**problems, **collisions}.items():
+        report.add(path, "failed", reason)
+    return report
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -126,13 +184,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        report = resample_dataset(
-            args.in_dir, args.out_dir2, args.sr2, args.skip_loudnorm, args.num_processes, args.force
-        )
-    except FileNotFoundError as e:
-        print(f"error: {e}")
-        return 1
+    if args.sr2 < 1:
+        raise UsageError(f"--sr2 {args.sr2}: out of range; a sample rate must be >= 1 Hz")
+    report = resample_dataset(
+        args.in_dir, args.out_dir2, args.sr2, args.skip_loudnorm, args.num_processes, args.force
+    )
     print(report.summary("resample"))
     print(f"output: {Path(args.out_dir2).resolve()}")
     return report.exit_code

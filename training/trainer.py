@@ -40,7 +40,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, DistributedSampler
 
-from common.atomic import torch_save, write_text
+from common.atomic import remove_stale_temporaries, torch_save, write_text
 from common.checkpoint import CheckpointError, load_checkpoint, safe_load
 from common.hparams import HParams, load_config
 
@@ -62,6 +62,7 @@ class TrainOptions:
     grad_clip_norm: float | None = None  # override train.grad_clip_norm (0 = off)
     grad_clip_value: float | None = None  # override train.grad_clip_value (0 = off)
     keep_ckpts: int | None = None
+    allow_partial: bool = False  # load checkpoints that do not fit the config (experts)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -104,16 +105,6 @@ def clean_checkpoints(model_dir: str, keep: int) -> None:
                 os.remove(f)
             except FileNotFoundError:
                 pass
-
-
-def remove_stale_temporaries(model_dir: str) -> None:
-    """Delete ``.G_*.pth.*.tmp`` left by a process killed in the middle of a save."""
-    for f in glob.glob(os.path.join(model_dir, ".*.pth.*.tmp")):
-        try:
-            os.remove(f)
-            logger.info("removed an unfinished checkpoint write: %s", f)
-        except OSError:
-            pass
 
 
 def drop_mismatched_optimizer_state(optimizer: torch.optim.Optimizer, label: str) -> None:
@@ -454,7 +445,7 @@ def evaluate(hps, net_g, eval_loader, writer_eval, global_step: int, device) -> 
 def run(opts: TrainOptions) -> int:
     """Train until ``train.epochs`` (or ``max_steps``). Returns the number of the next step."""
     d = _Dist()
-    hps = load_config(opts.config)
+    hps = load_config(opts.config, purpose="train")
     model_dir = opts.model_dir or os.path.join("./logs", opts.model)
     if d.rank == 0:
         os.makedirs(model_dir, exist_ok=True)
@@ -466,7 +457,12 @@ def run(opts: TrainOptions) -> int:
                                 world_size=d.world_size, rank=d.rank)  # fmt: skip
         logger.info("process group: %s, world size %d", backend, d.world_size)
     try:
-        return _run(opts, hps, model_dir, d, device)
+        if d.rank != 0:
+            return _run(opts, hps, model_dir, d, device)
+        from common.locking import folder_lock
+
+        with folder_lock(model_dir, "train", wait=False):
+            return _run(opts, hps, model_dir, d, device)
     finally:
         if d.enabled and dist.is_initialized():
             dist.destroy_process_group()
@@ -492,12 +488,7 @@ def _run(opts: TrainOptions, hps: HParams, model_dir: str, d: _Dist, device) -> 
     _apply_overrides(hps, opts)
     rank = d.rank
     if rank == 0:
-        cfg_copy = os.path.join(model_dir, "config.json")
-        if not (os.path.exists(cfg_copy) and os.path.samefile(cfg_copy, opts.config)):
-            with open(opts.config, encoding="utf-8") as f:
-                write_text(cfg_copy, f.read())
-        _git_hash(model_dir)
-        remove_stale_temporaries(model_dir)
+        remove_stale_temporaries(model_dir, ".*.pth.*.tmp")
     if device.type == "cpu":
         logger.warning(
             "Training on the CPU (%d threads): this works but is very slow; use a CUDA GPU for "
@@ -539,10 +530,11 @@ def _run(opts: TrainOptions, hps: HParams, model_dir: str, d: _Dist, device) -> 
     train_state = None
     g_path, d_path = find_resume_point(model_dir)
     if g_path is not None:
-        _, _, _, it_g = load_checkpoint(g_path, net_g, optim_g)
+        fit = dict(config=opts.config, allow_partial=opts.allow_partial)
+        _, _, _, it_g = load_checkpoint(g_path, net_g, optim_g, **fit)
         drop_mismatched_optimizer_state(optim_g, g_path)
         if d_path is not None:
-            _, _, _, _ = load_checkpoint(d_path, net_d, optim_d)
+            _, _, _, _ = load_checkpoint(d_path, net_d, optim_d, **fit)
             drop_mismatched_optimizer_state(optim_d, d_path)
             epoch_str = max(it_g, 1)
             global_step = _step_of(d_path) + 1
@@ -557,6 +549,12 @@ def _run(opts: TrainOptions, hps: HParams, model_dir: str, d: _Dist, device) -> 
         else:
             logger.warning("%s has no matching D_*.pth: the discriminator and the step count "
                            "start fresh", g_path)  # fmt: skip
+    if rank == 0:  # written only once the checkpoints are known to fit this config
+        cfg_copy = os.path.join(model_dir, "config.json")
+        if not (os.path.exists(cfg_copy) and os.path.samefile(cfg_copy, opts.config)):
+            with open(opts.config, encoding="utf-8") as f:
+                write_text(cfg_copy, f.read())
+        _git_hash(model_dir)
     warmup_epochs = int(t.get("warmup_epochs", 0) or 0)
 
     if train_state is not None:
