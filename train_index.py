@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         raise ConfigError(f"{args.config}: spk is missing or empty",
                           "make the config with preprocess_flist_config.py")  # fmt: skip
     out = os.path.join(args.output_dir, "feature_and_index.npz")
-    with folder_lock(args.output_dir, "index"):
+    with folder_lock(args.output_dir, "index", own_file=True):
         remove_stale_temporaries(args.output_dir, ".feature_and_index.npz.*.tmp")
         result = {}
         for name, spk_id in hps.spk.items():

@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     from common.locking import folder_lock
 
     out = args.output / f"kmeans_{args.n_clusters}.pt"
-    with folder_lock(args.output, "kmeans"):
+    with folder_lock(args.output, "kmeans", own_file=True):
         remove_stale_temporaries(args.output, f".{out.name}.*.tmp")
         ckpt = {}
         for spk in speakers:

@@ -461,7 +461,7 @@ def run(opts: TrainOptions) -> int:
             return _run(opts, hps, model_dir, d, device)
         from common.locking import folder_lock
 
-        with folder_lock(model_dir, "train", wait=False):
+        with folder_lock(model_dir, "train", wait=False, own_file=True):
             return _run(opts, hps, model_dir, d, device)
     finally:
         if d.enabled and dist.is_initialized():
