@@ -81,21 +81,30 @@ def torch_save(obj, path: str | os.PathLike) -> None:
 
 
 def remove_stale_temporaries(
-    folder: str | os.PathLike, pattern: str = ".*.tmp", recursive: bool = False
+    folder: str | os.PathLike,
+    pattern: str = ".*.tmp",
+    recursive: bool = False,
+    older_than: float = 0.0,
 ) -> int:
     """Delete the temporaries (``.<name>.<random>.tmp``) a killed run left in ``folder``.
 
     ``pattern`` narrows it to one step's outputs (e.g. ``.kmeans_*.tmp``). Call it while holding
-    the step's folder lock (:func:`common.locking.folder_lock`) so another run's files are safe.
+    the step's folder lock (:func:`common.locking.folder_lock`) so another run's files are safe;
+    where runs share a folder without a lock (conversion results), ``older_than`` (seconds) keeps
+    the temporaries a running write may still own.
     """
     import logging
+    import time
 
     folder = Path(folder)
     if not folder.is_dir():
         return 0
     removed = 0
+    now = time.time()
     for f in folder.rglob(pattern) if recursive else folder.glob(pattern):
         with contextlib.suppress(FileNotFoundError):
+            if older_than and now - f.stat().st_mtime < older_than:
+                continue
             f.unlink()
             removed += 1
             logging.getLogger(__name__).info("removed an unfinished write: %s", f)

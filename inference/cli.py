@@ -27,6 +27,7 @@ import sys
 import time
 from pathlib import Path
 
+from common.atomic import remove_stale_temporaries
 from common.cli import os_error_line
 from common.errors import InputError, PartialFailure, UsageError, UserError
 
@@ -34,7 +35,8 @@ logger = logging.getLogger("inference_main")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MAX_SEMITONES = 48  # -t / -eak: four octaves either way
-MAX_NOISE_SCALE = 2.0  # -ns: the reference uses 0.4; far above 1 the output is noise
+MAX_NOISE_SCALE = 2.0
+STALE_SECONDS = 3600  # a results/ temporary this old belongs to no running conversion  # -ns: the reference uses 0.4; far above 1 the output is noise
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -273,6 +275,7 @@ def main(argv: list[str] | None = None) -> int:
             svc_model.speaker_id(spk)
     os.makedirs("raw", exist_ok=True)
     os.makedirs("results", exist_ok=True)
+    remove_stale_temporaries("results", older_than=STALE_SECONDS)  # left by a killed conversion
 
     trans = list(args.trans)
     clean_names = args.clean_names

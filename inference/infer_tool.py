@@ -292,8 +292,10 @@ class Svc:
         if spk_mix_enable:
             ids = sorted(self.spk2id.values())
             if ids != list(range(len(ids))) or not ids:
-                raise ValueError(
-                    f"dynamic speaker mix needs speaker ids 0..n-1 in the config, got {ids}"
+                raise ConfigError(
+                    f"{self.config_path}: spk: dynamic speaker mix (-usm) needs speaker ids "
+                    f"0..n-1, got {ids}",
+                    "renumber the speakers in spk",
                 )
             self.net_g_ms.EnableCharacterMix(len(self.spk2id), self.dev)
 

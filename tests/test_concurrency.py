@@ -11,6 +11,7 @@ import sys
 import time
 
 import numpy as np
+import pytest
 import soundfile as sf
 import torch
 
@@ -88,58 +89,49 @@ def _features(root, speakers: dict[str, int], dim: int = 64) -> None:
             )
 
 
-def _kill_when(proc, log_path, text: str, timeout: float = 300) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline and text not in log_path.read_text():
-        assert proc.poll() is None, log_path.read_text()
-        time.sleep(0.02)
-    os.killpg(proc.pid, signal.SIGKILL)
-    assert proc.wait() == -signal.SIGKILL, "the kill should land while the step is running"
-
-
-def test_kmeans_killed_then_rerun(tmp_path):
-    """kill -9 during k-means: the final file is never half-written; the next run removes the
-    temporary a killed write left and finishes."""
-    data, out = tmp_path / "dataset" / "44k", tmp_path / "logs" / "44k"
-    _features(data, {"alto": 400, "bass": 2000})
-    out.mkdir(parents=True)
-    stale = out / ".kmeans_50.pt.x1y2z3.tmp"  # what a kill during torch_save leaves
-    stale.write_bytes(b"half a file")
-    args = [ROOT / "cluster" / "train_cluster.py", "--dataset", data, "--output", out,
-            "--n_clusters", "50"]  # fmt: skip
-    log_path = tmp_path / "k.log"
-    with open(log_path, "w") as log:
-        proc = start(args, tmp_path, log)
-        _kill_when(proc, log_path, "train kmeans for alto")
-    assert not (out / "kmeans_50.pt").exists()
-    run_script(args, cwd=tmp_path)
-    from cluster import get_cluster_model
-
-    model = get_cluster_model(out / "kmeans_50.pt")
-    assert set(model) == {"alto", "bass"} and model["bass"].cluster_centers_.shape == (50, 64)
-    assert not list(out.glob("*.tmp"))
-
-
-def test_index_killed_then_rerun(tmp_path):
-    from cluster.feature_index import load_feature_index
-
+def _killed_then_rerun(tmp_path, args, running: str, output_name: str):
+    """kill -9 the step once its log shows ``running``: the final file is never half-written;
+    the re-run removes the temporary a killed write left (planted here) and finishes."""
     data, out = tmp_path / "dataset" / "44k", tmp_path / "logs" / "44k"
     _features(data, {"alto": 400, "bass": 4000})
     out.mkdir(parents=True)
+    (out / f".{output_name}.x1y2z3.tmp").write_bytes(b"half a file")  # a kill during a save
+    args = [a.format(data=data, out=out, root=tmp_path) for a in args]
+    log_path = tmp_path / "step.log"
+    with open(log_path, "w") as log:
+        proc = start(args, tmp_path, log)
+        deadline = time.time() + 300
+        while time.time() < deadline and running not in log_path.read_text():
+            assert proc.poll() is None, log_path.read_text()
+            time.sleep(0.02)
+        os.killpg(proc.pid, signal.SIGKILL)
+        assert proc.wait() == -signal.SIGKILL, "the kill should land while the step is running"
+    assert not (out / output_name).exists()
+    run_script(args, cwd=tmp_path)
+    assert not list(out.glob("*.tmp"))
+    return out / output_name
+
+
+@pytest.mark.slow
+def test_kmeans_killed_then_rerun(tmp_path):
+    from cluster import get_cluster_model
+
+    args = [str(ROOT / "cluster" / "train_cluster.py"), "--dataset", "{data}", "--output", "{out}",
+            "--n_clusters", "50"]  # fmt: skip
+    path = _killed_then_rerun(tmp_path, args, "train kmeans for alto", "kmeans_50.pt")
+    model = get_cluster_model(path)
+    assert set(model) == {"alto", "bass"} and model["bass"].cluster_centers_.shape == (50, 64)
+
+
+@pytest.mark.slow
+def test_index_killed_then_rerun(tmp_path):
+    from cluster.feature_index import load_feature_index
     from training.synthetic import tiny_config
 
     (tmp_path / "config.json").write_text(json.dumps(tiny_config({"alto": 0, "bass": 1})))
-    stale = out / ".feature_and_index.npz.a1b2c3.tmp"
-    stale.write_bytes(b"half a file")
-    args = [ROOT / "train_index.py", "--root_dir", data, "-c", tmp_path / "config.json",
-            "--output_dir", out, "--seed", "0"]  # fmt: skip
-    log_path = tmp_path / "i.log"
-    with open(log_path, "w") as log:
-        proc = start(args, tmp_path, log)
-        _kill_when(proc, log_path, "index alto feature")
-    assert not (out / "feature_and_index.npz").exists()
-    run_script(args, cwd=tmp_path)
-    idx = load_feature_index(out / "feature_and_index.npz")
+    args = [str(ROOT / "train_index.py"), "--root_dir", "{data}", "-c", "{root}/config.json",
+            "--output_dir", "{out}", "--seed", "0"]  # fmt: skip
+    path = _killed_then_rerun(tmp_path, args, "index alto feature", "feature_and_index.npz")
+    idx = load_feature_index(path)
     assert set(idx) == {0, 1} and idx[1].ntotal == 4000
-    assert not list(out.glob("*.tmp"))
     assert np.isfinite(idx[0].rows).all()

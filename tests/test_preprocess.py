@@ -107,7 +107,7 @@ def test_config_dimension_table_and_flags(tmp_path, encoder, dims):
 def test_config_messages(tmp_path):
     (tmp_path / "dataset" / "44k").mkdir(parents=True)
     proc = run_script([ROOT / "preprocess_flist_config.py"], cwd=tmp_path, check=False)
-    assert proc.returncode == 1 and "no speaker" in proc.stdout
+    assert proc.returncode == 1 and "no speaker" in proc.stderr  # errors go to stderr
     write_dataset(
         tmp_path / "dataset" / "44k",
         singers=(Singer("ok", 150, 300),),
@@ -177,4 +177,4 @@ def test_resample_exit_code_when_nothing_usable(tmp_path):
     proc = run_script([ROOT / "resample.py", "--num_processes", "1"], cwd=tmp_path, check=False)
     assert proc.returncode == 1 and "0 done" in proc.stdout
     proc = run_script([ROOT / "resample.py", "--in_dir", "nowhere"], cwd=tmp_path, check=False)
-    assert proc.returncode == 1 and "nowhere" in proc.stdout
+    assert proc.returncode == 1 and "nowhere" in proc.stderr

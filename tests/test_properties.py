@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import pytest
 import soundfile as sf
 import torch
 from hypothesis import HealthCheck, given, settings
@@ -36,7 +35,7 @@ def waveforms(draw):
     return sr, np.concatenate(parts)
 
 
-@FAST
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(waveforms(), st.sampled_from([-60.0, -40.0, -20.0]), st.sampled_from([300, 1000, 5000]))
 def test_slicer_partitions_the_input(data, threshold, min_length):
     """Chunks are contiguous, non-overlapping, cover every sample once, and alternate kinds."""
@@ -208,10 +207,3 @@ def test_load_audio_reads_what_was_written(tmp_path, n, ch, sr, subtype, cut_pct
         tol = {"PCM_16": 1 / 32767, "PCM_24": 1e-6, "FLOAT": 1e-7}[subtype]
         assert len(wav) == n
         assert np.allclose(wav, data.mean(axis=1), atol=2 * tol)
-
-
-def test_hypothesis_is_pinned():
-    import hypothesis
-
-    pins = pytest.importorskip("pathlib").Path(__file__).parent.parent / "requirements-dev.txt"
-    assert f"hypothesis=={hypothesis.__version__}" in pins.read_text()
