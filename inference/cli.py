@@ -2,8 +2,8 @@
 
 Inputs are ``raw/<name>`` (``.wav`` appended when the name has no ``.``) in any format soundfile or
 librosa reads; outputs are ``results/{name}_{key}_{spk}{cluster}_{mode}_{f0p}.{wav_format}``
-(``key`` = ``auto`` or ``{tran}key``; ``cluster`` = ``""`` or ``_{ratio}``; ``mode`` = ``sovits``;
-``spk`` = ``spk_mix`` when mixing), written atomically at the model's rate (44.1 kHz).
+(``key`` = ``auto`` or ``{tran}key``; ``cluster`` = ``""`` or ``_{ratio}``; ``mode`` = ``sovits``,
+``sovdiff`` or ``diff``; ``spk`` = ``spk_mix`` when mixing), written atomically at the model's rate (44.1 kHz).
 
 Extra flags (not in the reference): ``--seed`` (the synthesizer's noise seed, 52468 as the
 reference hard-codes), ``--precision bf16`` (faster CPU path), ``--max_chunk_seconds``.
@@ -12,8 +12,10 @@ Differences: a non-wav input is read directly (the reference first wrote a ``.wa
 it); ``-fr`` defaults to ``logs/44k/feature_and_index.npz`` (our pickle-free index; a reference
 ``.pkl`` is never unpickled: it is refused with the command that rebuilds the index); ``spkmix.py`` is
 read as data (``ast.literal_eval``) from the current folder, else from the repository; a missing
-cluster file with ``-cr`` ≠ 0, or ``-shd``/``-od`` (not built yet), is an error, not a silent
-fallback.
+cluster file with ``-cr`` ≠ 0, or a missing diffusion model / config with ``-shd``/``-od``, is an
+error naming the file and the flag, not a silent fallback. ``--seed`` also seeds the diffusion
+noise, so ``-shd``/``-od`` output is reproducible. ``mode`` in the output name is ``sovdiff``
+with ``-shd`` and ``diff`` with ``-od``.
 """
 
 from __future__ import annotations
@@ -207,9 +209,6 @@ def check_flags(args: argparse.Namespace) -> None:
     if args.f0_predictor.strip().lower() not in F0_PREDICTORS:
         raise UsageError(f"-f0p {args.f0_predictor}: unknown f0 predictor",
                          f"choose one of {', '.join(F0_PREDICTORS)}")  # fmt: skip
-    if args.shallow_diffusion or args.only_diffusion:
-        raise UsageError("shallow diffusion is not available yet (-shd / -od come with the "
-                         "diffusion work)", "run without them")  # fmt: skip
     import soundfile as sf
 
     if args.wav_format.upper() not in sf.available_formats():
@@ -330,7 +329,7 @@ def convert_one(svc_model, args, raw_audio_path, clean_name, spk, tran, use_spk_
     spk_name = "spk_mix" if use_spk_mix else spk
     res_path = os.path.join("results", output_name(
         clean_name, tran, spk_name, args.cluster_infer_ratio, args.auto_predict_f0,
-        args.f0_predictor, args.wav_format))  # fmt: skip
+        args.f0_predictor, args.wav_format, args.shallow_diffusion, args.only_diffusion))  # fmt: skip
     save_audio(res_path, audio, svc_model.target_sample, format=args.wav_format)
     dur = len(audio) / svc_model.target_sample
     logger.info("wrote %s (%.2f s of audio in %.2f s)", res_path, dur, time.perf_counter() - t1)

@@ -33,8 +33,15 @@ the reference accepted ``n``); a single-speaker dynamic mix falls back to that s
 reference indexed ``dict_keys``); ``pad_seconds=0`` works (the reference cropped everything);
 dynamic-mix frame counts are exact; an output longer than its slot is cut to it.
 
-Shallow diffusion and diffusion-only modes raise :class:`DiffusionUnavailable` (no diffusion
-model in this build yet).
+Shallow diffusion (``shallow_diffusion``, ``-shd``): the so-vits output's nsf-hifigan mel is
+noised to step ``k_step`` and denoised by the diffusion model (:mod:`diffusion`), then the
+NSF-HiFiGAN vocoder sings it; the enhancer is switched off. Diffusion only (``only_diffusion``,
+``-od``): no so-vits model at all; the sample rate, hop, speakers and speech encoder come from the
+diffusion config and the mel is sampled from noise. ``second_encoding`` re-encodes the so-vits
+output for the diffusion condition. With a speaker mix the diffusion model gets the same per-frame
+weights (4.1 crashed there, §18.7). All diffusion noise comes from one ``torch.Generator`` seeded
+with ``seed``, so a conversion is reproducible. Missing diffusion files are an error naming the
+file and the flag (4.1 silently switched diffusion off).
 """
 
 from __future__ import annotations
@@ -57,10 +64,6 @@ from inference import slicer
 logger = logging.getLogger(__name__)
 
 DEFAULT_SEED = 52468
-
-
-class DiffusionUnavailable(UsageError, RuntimeError):
-    """Shallow diffusion / diffusion-only inference was asked for; this build has no diffusion."""
 
 
 class F0FilterException(Exception):
@@ -160,18 +163,14 @@ class Svc:
         max_chunk_seconds: float = 30.0,
         allow_partial: bool = False,
     ):
-        if shallow_diffusion or only_diffusion:
-            raise DiffusionUnavailable(
-                "shallow diffusion is not available yet (-shd / -od and the diffusion model come "
-                "with the diffusion work); run without them"
-            )
         if precision not in ("fp32", "bf16"):
             raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
         from common.hparams import load_config
 
         self.net_g_path = str(net_g_path)
-        self.only_diffusion = False
-        self.shallow_diffusion = False
+        self.only_diffusion = bool(only_diffusion)
+        self.shallow_diffusion = bool(shallow_diffusion) and not self.only_diffusion
+        self.spk_mix_enable = bool(spk_mix_enable)
         self.feature_retrieval = bool(feature_retrieval)
         self.dev = torch.device(
             device if device else ("cuda" if torch.cuda.is_available() else "cpu")
@@ -183,21 +182,42 @@ class Svc:
 
         self.config_path = str(config_path)
         self.allow_partial = bool(allow_partial)
-        self.hps_ms = load_config(config_path, infer=True, purpose="infer")
-        data = self.hps_ms.data
-        if data is None or self.hps_ms.model is None:
-            raise ValueError(f"{config_path}: not a so-vits-svc config (no 'data'/'model' section)")
-        self.target_sample = int(data.sampling_rate)
-        self.hop_size = int(data.hop_length)
-        self.spk2id = {str(k): int(v) for k, v in (self.hps_ms.spk or {}).items()}
-        self.unit_interpolate_mode = data.unit_interpolate_mode or "left"
-        self.vol_embedding = bool(self.hps_ms.model.vol_embedding or False)
-        self.speech_encoder = self.hps_ms.model.speech_encoder or "vec768l12"
-        self.nsf_hifigan_enhance = bool(nsf_hifigan_enhance)
-
-        t0 = time.perf_counter()
-        self.load_model(spk_mix_enable, fold_weight_norm)
-        self.timings["load_model"] = time.perf_counter() - t0
+        self.diffusion_model = self.vocoder = self.diffusion_args = None
+        if self.shallow_diffusion or self.only_diffusion:
+            t0 = time.perf_counter()
+            self.load_diffusion(diffusion_model_path, diffusion_config_path)
+            self.timings["load_diffusion"] = time.perf_counter() - t0
+        self.net_g_ms = None
+        if self.only_diffusion:
+            d = self.diffusion_args.data
+            self.target_sample = int(d.sampling_rate)
+            self.hop_size = int(d.block_size)
+            self.spk2id = {str(k): int(v) for k, v in (self.diffusion_args.spk or {}).items()}
+            self.unit_interpolate_mode = d.unit_interpolate_mode or "left"
+            self.vol_embedding = False
+            self.speech_encoder = d.encoder
+            self.dtype = torch.float32
+            self.n_speakers = max(self.diffusion_model.n_spk, len(self.spk2id), 1)
+        else:
+            self.hps_ms = load_config(config_path, infer=True, purpose="infer")
+            data = self.hps_ms.data
+            if data is None or self.hps_ms.model is None:
+                raise ValueError(
+                    f"{config_path}: not a so-vits-svc config (no 'data'/'model' section)"
+                )
+            self.target_sample = int(data.sampling_rate)
+            self.hop_size = int(data.hop_length)
+            self.spk2id = {str(k): int(v) for k, v in (self.hps_ms.spk or {}).items()}
+            self.unit_interpolate_mode = data.unit_interpolate_mode or "left"
+            self.vol_embedding = bool(self.hps_ms.model.vol_embedding or False)
+            self.speech_encoder = self.hps_ms.model.speech_encoder or "vec768l12"
+            t0 = time.perf_counter()
+            self.load_model(spk_mix_enable, fold_weight_norm)
+            self.timings["load_model"] = time.perf_counter() - t0
+            if self.shallow_diffusion:
+                self._check_diffusion_fits(diffusion_model_path)
+        # shallow diffusion replaces the enhancer (reference)
+        self.nsf_hifigan_enhance = bool(nsf_hifigan_enhance) and not self.shallow_diffusion
 
         from modules.mel_processing import VolumeExtractor
         from vencoder import get_speech_encoder
@@ -264,6 +284,33 @@ class Svc:
         return 8192 if self.precision == "bf16" else None
 
     # ------------------------------------------------------------------------------------------
+    def load_diffusion(self, model_path, config_path) -> None:
+        """Load the diffusion model and its vocoder; missing files name the file and the flag."""
+        from diffusion import DiffusionFileError, load_model_vocoder
+
+        mode = "-od" if self.only_diffusion else "-shd"
+        for path, flag in ((model_path, "-dm/--diffusion_model_path"),
+                           (config_path, "-dc/--diffusion_config_path")):  # fmt: skip
+            if path and not os.path.isfile(path):
+                raise DiffusionFileError(
+                    f"{path}: diffusion {'model' if flag.startswith('-dm') else 'config'} not "
+                    f"found ({mode} needs it; set {flag}, or train one with train_diff.py)"
+                )
+        self.diffusion_model, self.vocoder, self.diffusion_args = load_model_vocoder(
+            model_path, self.dev, config_path or None
+        )
+        self.vocoder.load()
+
+    def _check_diffusion_fits(self, model_path) -> None:
+        ssl_dim = int(self.hps_ms.model.ssl_dim or 256)
+        want = self.diffusion_model.unit_embed.in_features
+        if want != ssl_dim:
+            raise ValueError(
+                f"{model_path}: the diffusion model takes {want}-channel units, the so-vits model "
+                f"{ssl_dim} ({self.speech_encoder}); train the diffusion model with the same "
+                "speech encoder"
+            )
+
     def load_model(self, spk_mix_enable: bool = False, fold_weight_norm: bool = True) -> None:
         from common.checkpoint import load_checkpoint
         from models import SynthesizerTrn
@@ -449,6 +496,13 @@ class Svc:
                                          cr_threshold)  # fmt: skip
             n_frames = f0.size(1)
         c, f0, uv = c.to(self.dtype), f0.to(self.dtype), uv.to(self.dtype)
+        if self.only_diffusion:
+            with torch.inference_mode():
+                audio = self._diffuse(None, f0.float(), c, None, sid, wav, k_step, False, seed)
+                if loudness_envelope_adjustment != 1:
+                    audio = change_rms(wav, self.target_sample, audio, self.target_sample,
+                                       loudness_envelope_adjustment)  # fmt: skip
+            return audio, audio.shape[-1], n_frames
         t0 = time.perf_counter()
         with torch.inference_mode():
             vol = None
@@ -463,6 +517,10 @@ class Svc:
             audio = audio[0, 0].float()
             f0 = f0.float()
             t0 = self._tick("synthesizer", t0)
+            if self.shallow_diffusion:
+                self._last_sovits = (audio, f0)  # (tests and benches reuse it)
+                audio = self._diffuse(audio, f0, c, vol, sid, wav, k_step, second_encoding, seed)
+                t0 = time.perf_counter()
             if self.enhancer is not None:
                 with torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16):
                     audio, _ = self.enhancer.enhance(audio[None, :], self.target_sample, f0[:, :, None],
@@ -474,6 +532,43 @@ class Svc:
                                    loudness_envelope_adjustment)  # fmt: skip
                 self._tick("loudness", t0)
         return audio, audio.shape[-1], n_frames
+
+    def _diffuse(self, audio, f0, c, vol, sid, wav, k_step, second_encoding, seed) -> torch.Tensor:
+        """Diffusion + vocoder: shallow from the so-vits ``audio [L]`` (or from noise when
+        ``audio`` is None) → audio ``[T·hop]``. ``f0 [1, T]`` Hz, ``c [1, C, T]``."""
+        from training.units import repeat_expand_2d
+
+        t0 = time.perf_counter()
+        n_frames = f0.shape[1]
+        generator = torch.Generator(device=self.dev).manual_seed(int(seed))
+        if audio is None:
+            gt_mel = None
+            if vol is None:
+                vol = self.volume_extractor.extract(torch.from_numpy(wav)[None]).to(self.dev)
+        else:
+            gt_mel = self.vocoder.extract(audio[None], self.target_sample)
+            if vol is None:
+                vol = self.volume_extractor.extract(audio[None]).to(self.dev)
+            if second_encoding:
+                from common.audio import resample
+
+                wav16k = resample(audio.cpu().numpy(), self.target_sample, 16000)
+                c = self.hubert_model.encoder(torch.from_numpy(wav16k).to(self.dev))
+                c = repeat_expand_2d(c.squeeze(0), n_frames, self.unit_interpolate_mode)[None]
+        vol = vol.float()[:, :n_frames]
+        if sid.is_floating_point():
+            sid = sid.float()
+        cfg = self.diffusion_args.infer
+        mel = self.diffusion_model(
+            c.float().transpose(1, 2), f0[:, :, None], vol[:, :, None], spk_id=sid, gt_spec=gt_mel,
+            infer=True, infer_speedup=int(cfg.speedup), method=cfg.method, k_step=int(k_step),
+            generator=generator,
+        )  # fmt: skip
+        t0 = self._tick("diffusion", t0)
+        torch.manual_seed(int(seed))  # the vocoder's source noise: also fixed by the seed
+        out = self.vocoder.infer(mel, f0[:, :, None]).reshape(-1).float()
+        self._tick("vocoder", t0)
+        return out
 
     # ------------------------------------------------------------------------------------------
     def _plan(
@@ -600,7 +695,7 @@ class Svc:
         if use_spk_mix and len(self.spk2id) == 1:  # §18.8: the reference indexed dict_keys here
             spk = next(iter(self.spk2id))
             use_spk_mix = False
-        if use_spk_mix and not getattr(self.net_g_ms, "character_mix", False):
+        if use_spk_mix and not self.spk_mix_enable:
             raise ValueError("use_spk_mix needs Svc(..., spk_mix_enable=True)")
 
         t0 = time.perf_counter()
