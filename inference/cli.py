@@ -6,7 +6,8 @@ librosa reads; outputs are ``results/{name}_{key}_{spk}{cluster}_{mode}_{f0p}.{w
 ``spk`` = ``spk_mix`` when mixing), written atomically at the model's rate (44.1 kHz).
 
 Extra flags (not in the reference): ``--seed`` (the synthesizer's noise seed, 52468 as the
-reference hard-codes), ``--precision bf16`` (faster CPU path), ``--max_chunk_seconds``.
+reference hard-codes), ``--precision bf16`` (faster CPU path), ``--max_chunk_seconds``,
+``--backend onnx`` / ``--onnx_model`` (synthesizer in ONNX Runtime, see onnxexport/runtime.py).
 
 Differences: a non-wav input is read directly (the reference first wrote a ``.wav`` copy next to
 it); ``-fr`` defaults to ``logs/44k/feature_and_index.npz`` (our pickle-free index; a reference
@@ -109,6 +110,11 @@ def build_parser() -> argparse.ArgumentParser:
     # ours
     a("--seed", type=int, default=52468, help="noise seed (same seed, same output)")
     a("--precision", choices=["fp32", "bf16"], default="fp32", help="synthesizer precision on CPU")
+    a("--backend", choices=["torch", "onnx"], default="torch",
+      help="run the synthesizer in torch or in ONNX Runtime (same output to float rounding)")  # fmt: skip
+    a("--onnx_model", type=str, default=None,
+      help="with --backend onnx: a *_SoVits.onnx from onnx_export.py (default: export the "
+           "checkpoint on first use into <model folder>/onnx_cache/)")  # fmt: skip
     a("--max_chunk_seconds", type=float, default=30.0,
       help="voiced chunks longer than this are clipped with a crossfade (memory bound; 0 = never)")  # fmt: skip
     return p
@@ -168,6 +174,10 @@ def main(argv: list[str] | None = None) -> int:
         return _fail("shallow diffusion is not available yet (-shd / -od come with the diffusion "
                      "work); run without them", 2)  # fmt: skip
 
+    if args.backend == "onnx" and args.auto_predict_f0:
+        return _fail("-a (automatic f0 prediction) is not part of the ONNX graph (as in so-vits-svc "
+                     "4.1's export); use --backend torch for it", 2)  # fmt: skip
+
     import soundfile as sf
 
     if args.wav_format.upper() not in sf.available_formats():
@@ -214,7 +224,8 @@ def main(argv: list[str] | None = None) -> int:
         svc_model = Svc(args.model_path, args.config_path, args.device, args.cluster_model_path, args.enhance,
                         args.diffusion_model_path, args.diffusion_config_path, args.shallow_diffusion,
                         args.only_diffusion, use_spk_mix, args.feature_retrieval, precision=args.precision,
-                        max_chunk_seconds=args.max_chunk_seconds)  # fmt: skip
+                        max_chunk_seconds=args.max_chunk_seconds, backend=args.backend,
+                        onnx_model=args.onnx_model)  # fmt: skip
     except (OSError, ValueError, KeyError, RuntimeError) as e:
         return _fail(str(e))
     logger.info("model loaded in %.2f s", time.perf_counter() - t0)

@@ -25,6 +25,8 @@ from onnxexport.synthesizer import GraphSpec, SynthesizerOnnx, export_onnx, spea
 
 logger = logging.getLogger(__name__)
 
+FORMAT = "so-vits-svc-4.1-onnx-v1"  # metadata tag; part of the backend cache key
+
 
 @dataclass
 class ExportResult:
@@ -34,11 +36,16 @@ class ExportResult:
     files: list[Path] = field(default_factory=list)
 
 
-def _with_metadata(data: bytes, meta: dict[str, str]) -> bytes:
-    """Add ``metadata_props`` and check the model (``onnx.checker``)."""
+def _finish(data: bytes, meta: dict[str, str], hop: int, fed: bool) -> bytes:
+    """Add ``metadata_props``, move the source draws into the graph unless ``fed``, and check
+    the model (``onnx.checker``)."""
     import onnx
 
+    from onnxexport.graph import randomize_source_inputs
+
     model = onnx.load_from_string(data)
+    if not fed:
+        model = randomize_source_inputs(model, hop)
     for k, v in meta.items():
         entry = model.metadata_props.add()
         entry.key, entry.value = k, v
@@ -50,11 +57,11 @@ def export_synthesizer_file(
     model_path: str | os.PathLike,
     config_path: str | os.PathLike,
     out_path: str | os.PathLike,
-    explicit_source: bool = False,
+    fed: bool = False,
 ) -> ExportResult:
     """Export the synthesizer of ``model_path`` (any checkpoint: training, compressed, merged) to
-    ``out_path`` (written atomically). ``explicit_source`` adds the ``sine_phase`` /
-    ``sine_noise`` inputs (see :mod:`onnxexport.synthesizer`)."""
+    ``out_path`` (written atomically). By default the file has 4.1's inputs (MoeVoiceStudio);
+    ``fed=True`` keeps the ``sine_phase`` / ``sine_noise`` inputs (see :mod:`onnxexport.graph`)."""
     from common.atomic import atomic_open
 
     t0 = time.perf_counter()
@@ -64,17 +71,20 @@ def export_synthesizer_file(
         rows = speaker_rows(spk, net.emb_g.num_embeddings)
     except ValueError as e:
         raise ExportError(f"{config_path}: {e}") from None
-    module = SynthesizerOnnx(net, spk, int(hps.data.hop_length), explicit_source=explicit_source)
+    hop = int(hps.data.hop_length)
+    module = SynthesizerOnnx(net, spk, hop)
     meta = {
-        "sovits.format": "so-vits-svc-4.1-onnx-v1",
+        "sovits.format": FORMAT,
         "sovits.sampling_rate": str(int(hps.data.sampling_rate)),
         "sovits.hop": str(int(hps.data.hop_length)),
         "sovits.speakers": json.dumps(list(spk)),
         "sovits.speaker_rows": json.dumps(rows or [0]),
-        "sovits.inputs": json.dumps(list(module.spec.input_names)),
+        "sovits.inputs": json.dumps(
+            list(module.spec.input_names if fed else module.spec.moevs_input_names)
+        ),
         "sovits.speech_encoder": str(hps.model.get("speech_encoder") or ""),
     }
-    data = _with_metadata(export_onnx(module), meta)
+    data = _finish(export_onnx(module), meta, hop, fed)
     with atomic_open(out_path, "wb") as f:
         f.write(data)
     return ExportResult(Path(out_path), module.spec, time.perf_counter() - t0, [Path(out_path)])

@@ -92,7 +92,7 @@ def dragonian_card(name: str, hps, spec: GraphSpec) -> dict:
         "F0Max": 1100.0,
         "F0Min": 50.0,
         "ExtendedParameters": {"NoiseDims": str(spec.noise_dim), "WindowSize": "2048"},
-        "Inputs": list(spec.input_names),
+        "Inputs": list(spec.moevs_input_names),
         "Encoder": f"{hubert_name(hps.model.get('speech_encoder'), spec.units_dim)}.onnx",
     }
 

@@ -3,19 +3,24 @@
 :class:`OrtSynthesizer` takes the frame-rate tensors :class:`inference.infer_tool.Svc` prepares
 (``c [1, C, T]``, ``f0``, ``uv``, a speaker id or a mix matrix, ``vol``) and builds the graph's
 inputs: ``c`` transposed to ``[1, T, C]`` with ``mel2ph = 1..T`` (units already at frame rate), the
-prior noise and — for a graph exported with ``explicit_source`` — the harmonic source's start
-phases and noise, all from :func:`seeded_draws`, which draws exactly what ``infer`` draws for the
-same seed. So both backends give the same audio to float rounding. A graph made for
-MoeVoiceStudio (no source inputs) draws the source noise itself: same sound, not the same samples.
+prior noise and the harmonic source's start phases and noise, all from :func:`seeded_draws`, which
+draws exactly what ``infer`` draws for the same seed. So both backends give the same audio to float
+rounding. Files written by ``onnx_export.py`` draw the source noise inside the graph; they are
+turned back into the fed form on load (:func:`onnxexport.graph.restore_source_inputs`). A file
+from another exporter keeps drawing it itself: same sound, not the same samples.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
+from pathlib import Path
 
 import numpy as np
 import torch
+
+logger = logging.getLogger(__name__)
 
 HARMONICS = 9  # harmonic_num 8 + the fundamental
 
@@ -53,6 +58,23 @@ def session_options(threads: int | None = None, optimization: str = "all"):
     return opts
 
 
+def _fed_form(model: str | os.PathLike | bytes) -> bytes | str:
+    """The model with ``sine_phase``/``sine_noise`` as inputs when it is one of ours."""
+    import onnx
+
+    from onnxexport.graph import restore_source_inputs
+
+    try:
+        proto = onnx.load_from_string(model) if isinstance(model, bytes) else onnx.load(str(model))
+    except Exception as e:  # noqa: BLE001 - protobuf / OSError variants
+        raise ValueError(f"{model if not isinstance(model, bytes) else 'model'}: not a readable "
+                         f"ONNX file ({str(e).strip().splitlines()[0] if str(e).strip() else e!r})") from None  # fmt: skip
+    fed = restore_source_inputs(proto)
+    if fed is None:
+        return model if isinstance(model, bytes) else str(model)
+    return fed.SerializeToString()
+
+
 class OrtSynthesizer:
     """An exported ``*_SoVits.onnx`` (ours or any with 4.1's inputs) in an ONNX Runtime session.
 
@@ -75,7 +97,7 @@ class OrtSynthesizer:
             and "CUDAExecutionProvider" in ort.get_available_providers()
         ):
             providers.insert(0, "CUDAExecutionProvider")
-        src = model if isinstance(model, bytes) else str(model)
+        src = _fed_form(model)
         self.session = ort.InferenceSession(
             src, session_options(threads, optimization), providers=providers
         )
@@ -87,7 +109,7 @@ class OrtSynthesizer:
                              f"4.x ONNX synthesizer (no input {sorted(missing)})")  # fmt: skip
         meta = self.session.get_modelmeta().custom_metadata_map
         self.hop = int(meta.get("sovits.hop", 512))
-        self.explicit_source = "sine_noise" in inputs
+        self.fed_source = "sine_noise" in inputs
         self.noise_dim = int(inputs["noise"].shape[1])
         self.units_dim = int(inputs["c"].shape[2])
         self.speaker_mix = "sid" in inputs and inputs["sid"].type == "tensor(float)"
@@ -141,6 +163,8 @@ class OrtSynthesizer:
             )
         frames = int(f0.shape[-1])
         draws = seeded_draws(seed, frames, self.noise_dim, self.hop, noice_scale)
+        if not self.fed_source:
+            del draws["sine_phase"], draws["sine_noise"]
         feeds = {
             "c": c.float().cpu().transpose(1, 2).contiguous().numpy(),
             "f0": f0.float().cpu().reshape(1, -1).numpy(),
@@ -155,3 +179,47 @@ class OrtSynthesizer:
             feeds["vol"] = vol.float().cpu().reshape(1, -1).numpy()
         audio = self.run(feeds)
         return torch.from_numpy(audio), f0
+
+
+def cached_export(
+    model_path: str | os.PathLike,
+    config_path: str | os.PathLike,
+    cache_dir: str | os.PathLike | None = None,
+) -> Path:
+    """The fed-form ONNX file for ``model_path`` + ``config_path``, exported on first use.
+
+    Cached as ``<cache_dir>/<model stem>-<key>_SoVits.onnx`` (default cache dir
+    ``<model folder>/onnx_cache``); ``key`` is a SHA-256 of both files' bytes and the export
+    format, so a changed checkpoint or config gets a new file.
+    """
+    import hashlib
+
+    from onnxexport.export import FORMAT, export_synthesizer_file
+
+    model_path, config_path = Path(model_path), Path(config_path)
+    h = hashlib.sha256(FORMAT.encode())
+    for p in (model_path, config_path):
+        with open(p, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    cache = Path(cache_dir) if cache_dir else model_path.parent / "onnx_cache"
+    out = cache / f"{model_path.stem}-{h.hexdigest()[:16]}_SoVits.onnx"
+    if not out.is_file():
+        logger.info("exporting %s to %s (first use; cached afterwards)", model_path, out)
+        export_synthesizer_file(model_path, config_path, out, fed=True)
+    return out
+
+
+def load_backend(
+    model_path: str | os.PathLike,
+    config_path: str | os.PathLike,
+    onnx_model: str | os.PathLike | None = None,
+    device: str = "cpu",
+    threads: int | None = None,
+) -> OrtSynthesizer:
+    """The ONNX Runtime synthesizer for :class:`inference.infer_tool.Svc` (``backend="onnx"``):
+    ``onnx_model`` if given, else :func:`cached_export` of the checkpoint."""
+    path = Path(onnx_model) if onnx_model else cached_export(model_path, config_path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: ONNX model not found (make one with onnx_export.py)")
+    return OrtSynthesizer(path, threads=threads, device=device)

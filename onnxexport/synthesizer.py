@@ -29,12 +29,12 @@ What the wrapper adds around the model's own modules:
 - the prior noise as an input: ``z = (m + noise·exp(logs))·mask``.
 
 The harmonic source of the decoder draws random start phases ``[1, 9]`` and sine noise
-``[1, T·hop, 9]``. In the file for MoeVoiceStudio they are drawn inside the graph
-(RandomUniformLike / RandomNormalLike, as in the reference export). With ``explicit_source=True``
-they become two extra inputs, ``sine_phase`` and ``sine_noise``, placed after the others: this is
-the graph our own ONNX Runtime backend runs, fed from the same seeded generator as
-``SynthesizerTrn.infer``, so the two backends give the same audio to float rounding. Both graphs
-come from the same wrapper and differ only in where those two tensors come from.
+``[1, T·hop, 9]``. The traced graph takes them as two extra inputs, ``sine_phase`` and
+``sine_noise`` (after the others): our ONNX Runtime backend feeds them from the same seeded
+generator as ``SynthesizerTrn.infer``, so both backends give the same audio to float rounding.
+For MoeVoiceStudio, :mod:`onnxexport.graph` replaces the two inputs by RandomUniform /
+RandomNormalLike nodes inside the graph (as in the reference export); nothing else differs, and
+:func:`onnxexport.graph.restore_source_inputs` turns such a file back into the fed form.
 
 Weight norm is folded before export; the posterior encoder and the f0 decoder are not in the
 graph (``predict_f0`` is not exported, as in 4.1).
@@ -52,17 +52,17 @@ import torch
 from torch import nn
 
 from modules.pitch import f0_to_coarse
+from onnxexport.graph import SOURCE_INPUTS
 from vdecoder.nsf_hifigan import SineGen
 
 logger = logging.getLogger(__name__)
 
 OPSET = 16
 OUTPUT_NAME = "audio"
-SOURCE_INPUTS = ("sine_phase", "sine_noise")
 
 
 class FedSineGen(SineGen):
-    """A :class:`SineGen` whose two random draws can be supplied from outside.
+    """A :class:`SineGen` whose two random draws are supplied from outside.
 
     Set :attr:`fed` to ``(phase [B, dim], noise [B, L, dim])`` before a forward pass; with
     ``fed = None`` it draws like its parent.
@@ -90,14 +90,18 @@ class FedSineGen(SineGen):
 class GraphSpec:
     """What a synthesizer graph takes: input names in order, dtypes, and whether it mixes."""
 
-    input_names: tuple[str, ...]
+    input_names: tuple[str, ...]  # the traced graph's, ``sine_phase``/``sine_noise`` last
     units_dim: int
     noise_dim: int
     hop: int
     speaker_mix: bool
     n_speakers: int
     volume: bool
-    explicit_source: bool
+
+    @property
+    def moevs_input_names(self) -> tuple[str, ...]:
+        """The inputs of the file for MoeVoiceStudio / DragonianLib (no source inputs)."""
+        return tuple(n for n in self.input_names if n not in SOURCE_INPUTS)
 
     @property
     def dynamic_axes(self) -> dict[str, list[int]]:
@@ -135,7 +139,6 @@ class SynthesizerOnnx(nn.Module):
         net_g: nn.Module,
         spk: Mapping[str, int] | None,
         hop: int,
-        explicit_source: bool = False,
     ):
         super().__init__()
         net = net_g.float().eval().requires_grad_(False)
@@ -158,8 +161,7 @@ class SynthesizerOnnx(nn.Module):
         names = ["c", "f0", "mel2ph", "uv", "noise", "sid"]
         if net.vol_embedding:
             names.append("vol")
-        if explicit_source:
-            names += SOURCE_INPUTS
+        names += SOURCE_INPUTS
         self.spec = GraphSpec(
             input_names=tuple(names),
             units_dim=int(net.ssl_dim),
@@ -168,7 +170,6 @@ class SynthesizerOnnx(nn.Module):
             speaker_mix=self.speaker_mix,
             n_speakers=len(rows),
             volume=bool(net.vol_embedding),
-            explicit_source=explicit_source,
         )
 
     # ------------------------------------------------------------------------------------------
@@ -197,7 +198,7 @@ class SynthesizerOnnx(nn.Module):
         z_p = (m + noise * torch.exp(logs)) * x_mask
         z = net.flow(z_p, x_mask, g=g, reverse=True)
         gen = net.dec.m_source.l_sin_gen
-        gen.fed = (x["sine_phase"], x["sine_noise"]) if self.spec.explicit_source else None
+        gen.fed = (x["sine_phase"], x["sine_noise"])
         try:
             return net.dec(z * x_mask, g=g, f0=f0)
         finally:
@@ -221,11 +222,10 @@ class SynthesizerOnnx(nn.Module):
         ]
         if spec.volume:
             out.append(torch.full((1, frames), 0.1))
-        if spec.explicit_source:
-            out += [
-                torch.rand(1, 9, generator=g),
-                torch.randn(1, frames * spec.hop, 9, generator=g),
-            ]
+        out += [
+            torch.rand(1, 9, generator=g),
+            torch.randn(1, frames * spec.hop, 9, generator=g),
+        ]
         return tuple(out)
 
 
