@@ -46,6 +46,12 @@ def _finish(data: bytes, meta: dict[str, str], hop: int, fed: bool) -> bytes:
     model = onnx.load_from_string(data)
     if not fed:
         model = randomize_source_inputs(model, hop)
+    # the output's dynamic axes under the reference export's names (shape inference may give
+    # both the same symbol)
+    dims = model.graph.output[0].type.tensor_type.shape.dim
+    for i, d in enumerate(dims):
+        if i != 1:
+            d.dim_param = f"Tanhaudio_dim_{i}"
     for k, v in meta.items():
         entry = model.metadata_props.add()
         entry.key, entry.value = k, v

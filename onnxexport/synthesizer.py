@@ -229,12 +229,13 @@ class SynthesizerOnnx(nn.Module):
         return tuple(out)
 
 
-def export_onnx(module: SynthesizerOnnx, path: str | Path | None = None, frames: int = 64) -> bytes:
+def export_onnx(module: SynthesizerOnnx, path: str | Path | None = None, frames: int = 16) -> bytes:
     """Trace ``module`` to an ONNX model (opset 16, TorchScript exporter); returns its bytes and
     writes them to ``path`` atomically when given.
 
     Opset 16 is what the reference used and what every ONNX Runtime since 1.11 runs; nothing here
-    needs a newer one.
+    needs a newer one. The graph works for T ≥ 6 frames (the relative attention's padding branch
+    is traced for those lengths).
     """
     import warnings
 
