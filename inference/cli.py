@@ -6,7 +6,8 @@ librosa reads; outputs are ``results/{name}_{key}_{spk}{cluster}_{mode}_{f0p}.{w
 ``sovdiff`` or ``diff``; ``spk`` = ``spk_mix`` when mixing), written atomically at the model's rate (44.1 kHz).
 
 Extra flags (not in the reference): ``--seed`` (the synthesizer's noise seed, 52468 as the
-reference hard-codes), ``--precision bf16`` (faster CPU path), ``--max_chunk_seconds``.
+reference hard-codes), ``--precision bf16`` (faster CPU path), ``--max_chunk_seconds``,
+``--backend onnx`` / ``--onnx_model`` (synthesizer in ONNX Runtime, see onnxexport/runtime.py).
 
 Differences: a non-wav input is read directly (the reference first wrote a ``.wav`` copy next to
 it); ``-fr`` defaults to ``logs/44k/feature_and_index.npz`` (our pickle-free index; a reference
@@ -119,6 +120,11 @@ def build_parser() -> argparse.ArgumentParser:
     # ours
     a("--seed", type=int, default=52468, help="noise seed (same seed, same output)")
     a("--precision", choices=["fp32", "bf16"], default="fp32", help="synthesizer precision on CPU")
+    a("--backend", choices=["torch", "onnx"], default="torch",
+      help="run the synthesizer in torch or in ONNX Runtime (same output to float rounding)")  # fmt: skip
+    a("--onnx_model", type=str, default=None,
+      help="with --backend onnx: a *_SoVits.onnx from onnx_export.py (default: export the "
+           "checkpoint on first use into <model folder>/onnx_cache/)")  # fmt: skip
     a("--max_chunk_seconds", type=float, default=30.0,
       help="voiced chunks longer than this are clipped with a crossfade (memory bound; 0 = never)")  # fmt: skip
     a("--allow_partial", action="store_true", default=False,
@@ -220,6 +226,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     args = build_parser().parse_args(argv)
     check_flags(args)
+    if args.backend == "onnx" and args.auto_predict_f0:
+        raise UsageError("-a (automatic f0 prediction) is not part of the ONNX graph (as in "
+                         "so-vits-svc 4.1's export)", "use --backend torch for it")  # fmt: skip
 
     if args.cluster_infer_ratio != 0:
         if args.cluster_model_path == "":
@@ -262,7 +271,8 @@ def main(argv: list[str] | None = None) -> int:
                     args.diffusion_model_path, args.diffusion_config_path, args.shallow_diffusion,
                     args.only_diffusion, use_spk_mix, args.feature_retrieval, precision=args.precision,
                     max_chunk_seconds=args.max_chunk_seconds,
-                    allow_partial=args.allow_partial)  # fmt: skip
+                    allow_partial=args.allow_partial, backend=args.backend,
+                    onnx_model=args.onnx_model)  # fmt: skip
     logger.info("model loaded in %.2f s", time.perf_counter() - t0)
 
     if spk_mix_map is not None and len(spk_mix_map) <= 1:

@@ -140,7 +140,13 @@ class Svc:
       same output to float rounding, about 1.5× faster in fp32 on CPU);
     - ``precision``: ``"fp32"`` (default) or ``"bf16"`` (CPU autocast for the synthesizer: faster
       on CPUs with bf16 support, output within ~35 dB SNR of fp32);
-    - ``max_chunk_seconds``: see the module doc.
+    - ``max_chunk_seconds``: see the module doc;
+    - ``backend``: ``"torch"`` (default) or ``"onnx"``: the synthesizer runs in ONNX Runtime from
+      ``onnx_model`` (a ``*_SoVits.onnx`` from ``onnx_export.py``), or, when that is ``None``, from
+      a file exported on the fly into ``<model folder>/onnx_cache/`` (reused while the checkpoint
+      and config are unchanged). Everything else (f0, units, retrieval, speaker mix, enhancer,
+      loudness) is the same code; the noise comes from the same seeded draws, so the output equals
+      the torch backend's to float rounding. Automatic f0 prediction is not in the ONNX graph.
     """
 
     def __init__(
@@ -162,7 +168,11 @@ class Svc:
         precision: str = "fp32",
         max_chunk_seconds: float = 30.0,
         allow_partial: bool = False,
+        backend: str = "torch",
+        onnx_model: str | os.PathLike | None = None,
     ):
+        if backend not in ("torch", "onnx"):
+            raise ValueError(f"backend must be 'torch' or 'onnx', got {backend!r}")
         if precision not in ("fp32", "bf16"):
             raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
         from common.hparams import load_config
@@ -179,6 +189,9 @@ class Svc:
         self.precision = precision
         self.max_chunk_seconds = float(max_chunk_seconds)
         self.timings: dict[str, float] = {}
+        self.backend = backend
+        self.onnx_model = onnx_model
+        self.onnx_synth = None
 
         self.config_path = str(config_path)
         self.allow_partial = bool(allow_partial)
@@ -216,6 +229,15 @@ class Svc:
             self.timings["load_model"] = time.perf_counter() - t0
             if self.shallow_diffusion:
                 self._check_diffusion_fits(diffusion_model_path)
+            if backend == "onnx":
+                from onnxexport.runtime import load_backend
+
+                t0 = time.perf_counter()
+                self.onnx_synth = load_backend(
+                    self.net_g_path, config_path, onnx_model, device=str(self.dev),
+                    threads=torch.get_num_threads(),
+                )  # fmt: skip
+                self.timings["load_onnx"] = time.perf_counter() - t0
         # shallow diffusion replaces the enhancer (reference)
         self.nsf_hifigan_enhance = bool(nsf_hifigan_enhance) and not self.shallow_diffusion
 
@@ -511,8 +533,11 @@ class Svc:
                     self.dev, self.dtype
                 )
             use_bf16 = self.precision == "bf16" and self.dev.type == "cpu"
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16):
-                audio, f0 = self.net_g_ms.infer(c, f0=f0, uv=uv, g=sid, noice_scale=noice_scale, seed=seed,
+            synth = self.onnx_synth or self.net_g_ms  # ONNX Runtime runs its graph in float32
+            with torch.autocast(
+                "cpu", dtype=torch.bfloat16, enabled=use_bf16 and synth is self.net_g_ms
+            ):
+                audio, f0 = synth.infer(c, f0=f0, uv=uv, g=sid, noice_scale=noice_scale, seed=seed,
                                                 predict_f0=auto_predict_f0, vol=vol)  # fmt: skip
             audio = audio[0, 0].float()
             f0 = f0.float()

@@ -113,6 +113,18 @@ class SineGen(nn.Module):
         self.voiced_threshold = voiced_threshold
         self.double = double
 
+    def start_phase(self, batch: int, device: torch.device) -> torch.Tensor:
+        """Random start phases ``[B, dim]`` in cycles, U[0, 1) (the fundamental's is zeroed after).
+
+        This and :meth:`noise_like` are the source's only random draws; a subclass may supply
+        them instead (the ONNX export feeds them as graph inputs).
+        """
+        return torch.rand(batch, self.dim, device=device)
+
+    def noise_like(self, sine_waves: torch.Tensor) -> torch.Tensor:
+        """Standard normal noise shaped like ``sine_waves`` ``[B, L, dim]``."""
+        return torch.randn_like(sine_waves)
+
     def _increments(self, f0: torch.Tensor) -> torch.Tensor:
         """Phase increment per step in cycles, ``(k·f0/sr) mod 1``, ``[B, N, dim]``.
 
@@ -121,7 +133,7 @@ class SineGen(nn.Module):
         """
         k = torch.arange(1, self.dim + 1, dtype=f0.dtype, device=f0.device).view(1, 1, -1)
         inc = (f0 * k / self.sampling_rate) % 1
-        start = torch.rand(inc.shape[0], self.dim, device=inc.device)
+        start = self.start_phase(inc.shape[0], inc.device)
         start[:, 0] = 0
         inc[:, 0, :] = inc[:, 0, :] + start
         return inc
@@ -136,11 +148,17 @@ class SineGen(nn.Module):
         steps[:, 1:, :] = falls * -1.0
         return steps
 
+    @staticmethod
+    def _running_sum(x: torch.Tensor) -> torch.Tensor:
+        """``cumsum`` over time accumulated in float64 (what torch does on the CPU for float32
+        anyway), stated explicitly so that an exported graph sums the same way."""
+        return torch.cumsum(x, 1, dtype=torch.float64).to(x.dtype)
+
     def _sample_level(self, f0: torch.Tensor) -> torch.Tensor:
         """Sines ``[B, L, dim]`` from sample-rate ``f0 [B, L, 1]``."""
         inc = self._increments(f0)
-        steps = self._cycle_steps(torch.cumsum(inc, 1) % 1, inc)
-        return torch.sin(torch.cumsum(inc + steps, dim=1) * 2 * np.pi)
+        steps = self._cycle_steps(self._running_sum(inc) % 1, inc)
+        return torch.sin(self._running_sum(inc + steps) * 2 * np.pi)
 
     def _frame_level(self, f0: torch.Tensor, upp: int) -> torch.Tensor:
         """Sines ``[B, T·upp, dim]`` from frame-rate ``f0 [B, T, 1]``.
@@ -178,7 +196,7 @@ class SineGen(nn.Module):
             sine_waves = self._sample_level(f0) * self.sine_amp
             uv = (f0 > self.voiced_threshold).to(sine_waves.dtype)
         noise_amp = uv * self.noise_std + (1 - uv) * self.sine_amp / 3
-        noise = noise_amp * torch.randn_like(sine_waves)
+        noise = noise_amp * self.noise_like(sine_waves)
         return sine_waves * uv + noise, uv
 
 

@@ -1,0 +1,1 @@
+"""ONNX export for MoeVoiceStudio / DragonianLib and the ONNX Runtime conversion backend."""

@@ -1,0 +1,183 @@
+"""ONNX Runtime use of exported files: a consumer that knows nothing of this project (inputs by
+position, as DragonianLib builds them), ``inference_main.py --backend onnx`` against the torch
+backend, and ``onnx_export.py --encoder`` against the torch encoder."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from tests.conftest import ROOT, run_script
+
+# Runs with `python -I` from a folder outside the repository: numpy + onnxruntime only.
+CONSUMER = r"""
+import json, sys
+import numpy as np
+import onnxruntime as ort
+
+try:
+    import models  # noqa: F401  (must not be importable: this consumer knows nothing of the project)
+    sys.exit("the project is importable from the consumer")
+except ImportError:
+    pass
+
+model_path, card_path, frames = sys.argv[1], sys.argv[2], int(sys.argv[3])
+card = json.load(open(card_path))
+sess = ort.InferenceSession(model_path, providers=["CPUExecutionProvider"])
+ins = sess.get_inputs()
+expected = 5 + (card["HasSpeakerEmbedding"] or card["HasSpeakerMixLayer"]) + card["HasVolumeEmbedding"]
+assert len(ins) == expected, (len(ins), expected)
+rng = np.random.default_rng(0)
+sr, hop, dim = card["OutputSamplingRate"], card["HopSize"], card["UnitsDim"]
+noise_dims = int(card["ExtendedParameters"]["NoiseDims"])
+assert ins[0].shape[-1] == dim and ins[4].shape[1] == noise_dims
+# units at the encoder's rate (16 kHz, hop 320) for `frames` output frames
+unit_frames = int(frames * hop / sr * 16000 / 320) + 1
+units = rng.standard_normal((1, unit_frames, dim)).astype(np.float32)
+t = np.arange(frames)
+f0 = (200.0 * 2 ** (np.sin(t / 9.0) / 6)).astype(np.float32)[None]
+mel2ph = (np.floor(t * unit_frames / frames) + 1).astype(np.int64)[None]
+uv = np.ones((1, frames), np.float32)
+noise = (rng.standard_normal((1, noise_dims, frames)) * 0.4).astype(np.float32)
+feeds = [units, f0, mel2ph, uv, noise]
+if card["HasSpeakerMixLayer"]:
+    mix = rng.random((frames, card["SpeakerCount"])).astype(np.float32)
+    feeds.append(mix / mix.sum(1, keepdims=True))
+elif card["HasSpeakerEmbedding"]:
+    feeds.append(np.array([0], np.int64))
+if card["HasVolumeEmbedding"]:
+    feeds.append(rng.random((1, frames)).astype(np.float32) * 0.2)
+audio = sess.run(None, {i.name: v for i, v in zip(ins, feeds)})[0]
+assert audio.shape == (1, 1, frames * hop), audio.shape
+assert np.isfinite(audio).all() and np.abs(audio).max() <= 1.0
+print(json.dumps({"inputs": [i.name for i in ins], "samples": int(audio.shape[-1])}))
+"""
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    """The tiny inference work folder (tests/infer_fixtures.py) with the model also placed as
+    checkpoints/m/{model.pth, config.json} and exported with onnx_export.py (+ --encoder)."""
+    from tests.infer_fixtures import make_workdir
+
+    root = tmp_path_factory.mktemp("onnx_backend")
+    info = make_workdir(root)
+    ck = root / "checkpoints" / "m"
+    ck.mkdir(parents=True)
+    (ck / "model.pth").write_bytes((root / "logs" / "44k" / "G_0.pth").read_bytes())
+    (ck / "config.json").write_bytes((root / "logs" / "44k" / "config.json").read_bytes())
+    proc = run_script([ROOT / "onnx_export.py", "-n", "m", "--encoder", "--cluster",
+                       "logs/44k/kmeans_10000.pt"], cwd=root)  # fmt: skip
+    assert "wrote checkpoints/hubert/hubert-soft.onnx" in proc.stdout, proc.stdout
+    return root, info
+
+
+def test_pure_onnxruntime_consumer(work, tmp_path):
+    root, _ = work
+    for frames in (40, 173):
+        (tmp_path / "consumer.py").write_text(CONSUMER)
+        proc = subprocess.run(
+            [sys.executable, "-I", str(tmp_path / "consumer.py"),
+             str(root / "checkpoints" / "m" / "m_SoVits.onnx"),
+             str(root / "checkpoints" / "m" / "m.dragonian.json"), str(frames)],
+            cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        out = json.loads(proc.stdout.strip().splitlines()[-1])
+        assert out["inputs"] == ["c", "f0", "mel2ph", "uv", "noise", "sid"]
+        assert out["samples"] == frames * 512
+
+
+def test_moevs_json_with_cluster(work):
+    root, _ = work
+    moevs = json.loads((root / "checkpoints" / "m.json").read_text())
+    assert moevs["Cluster"] == "KMeans" and moevs["Hubert"] == "hubert-soft"
+    assert moevs["Characters"] == ["alto", "bass"] and moevs["CharaMix"] is True
+    km = np.load(root / "checkpoints" / "m" / "KMeans.npy", allow_pickle=False)
+    assert km.shape == (2, moevs["KMeansLength"], moevs["HiddenSize"])
+
+
+def _snr(a, b):
+    return float(10 * np.log10((a**2).sum() / max(((a - b) ** 2).sum(), 1e-30)))
+
+
+def test_backend_onnx_equals_torch(work):
+    """Svc(backend="onnx") from the exported file, with a speaker, a dynamic mix, retrieval and
+    the loudness envelope: same length, SNR ≥ 60 dB against the torch backend."""
+    import os
+
+    from inference.infer_tool import Svc
+
+    root, info = work
+    cwd = os.getcwd()
+    os.chdir(root)
+    try:
+        kw = dict(cluster_model_path="logs/44k/kmeans_10000.pt", pretrain_dir="pretrain")
+        torch_svc = Svc(
+            "logs/44k/G_0.pth", "logs/44k/config.json", "cpu", spk_mix_enable=True, **kw
+        )
+        onnx_svc = Svc("logs/44k/G_0.pth", "logs/44k/config.json", "cpu", spk_mix_enable=True,
+                       backend="onnx", onnx_model="checkpoints/m/m_SoVits.onnx", **kw)  # fmt: skip
+        from inference.cli import load_spk_mix_map
+
+        mix, _ = load_spk_mix_map("spkmix.py")
+        for spk, ratio, extra in (("bass", 0.5, dict(loudness_envelope_adjustment=0.3)),
+                                  (mix, 0, dict(use_spk_mix=True))):  # fmt: skip
+            a, b = (svc.slice_inference("raw/song.wav", spk, 0, -40, ratio, False, 0.4,
+                                        f0_predictor="dio", **extra)
+                    for svc in (torch_svc, onnx_svc))  # fmt: skip
+            assert len(a) == len(b) == info["inputs"]["song.wav"][0]
+            snr = _snr(a, b)
+            print(f"backend onnx vs torch ({'mix' if spk is mix else spk}): SNR {snr:.1f} dB")
+            assert snr >= 60
+    finally:
+        os.chdir(cwd)
+
+
+def test_inference_main_backend_onnx(work):
+    """The CLI with --backend onnx (export on first use into logs/44k/onnx_cache/): same output
+    name and length as the torch backend; -a is refused in one line."""
+    root, info = work
+    args = [ROOT / "inference_main.py", "-m", "logs/44k/G_0.pth", "-c", "logs/44k/config.json",
+            "-n", "song.wav", "-s", "alto", "-f0p", "dio", "-wf", "wav"]  # fmt: skip
+    out = root / "results" / "song.wav_0key_alto_sovits_dio.wav"
+    run_script([*args, "--backend", "onnx"], cwd=root)
+    onnx_audio, sr = sf.read(out)
+    assert list((root / "logs" / "44k" / "onnx_cache").glob("G_0-*_SoVits.onnx"))
+    run_script(args, cwd=root)
+    torch_audio, _ = sf.read(out)
+    assert len(onnx_audio) == len(torch_audio) == info["inputs"]["song.wav"][0] and sr == 44100
+    print(f"inference_main.py --backend onnx vs torch: SNR {_snr(torch_audio, onnx_audio):.1f} dB")
+    assert _snr(torch_audio, onnx_audio) >= 50  # 16-bit files
+    proc = run_script([*args, "--backend", "onnx", "-a"], cwd=root, check=False)
+    assert proc.returncode == 2 and proc.stderr.strip().startswith("error: -a")
+
+
+def test_encoder_export_parity(work):
+    """checkpoints/hubert/hubert-soft.onnx: input source [1,1,L], output embed [1,T,C]; same
+    units as the torch encoder from the same .pt at two lengths."""
+    import onnxruntime as ort
+    import torch
+
+    from vencoder import get_speech_encoder
+
+    root, _ = work
+    path = root / "checkpoints" / "hubert" / "hubert-soft.onnx"
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert [i.name for i in sess.get_inputs()] == ["source"]
+    assert [o.name for o in sess.get_outputs()] == ["embed"]
+    enc = get_speech_encoder("hubertsoft", "cpu", root / "pretrain")
+    for n in (16000, 27361):
+        wav = torch.from_numpy(np.random.default_rng(n).standard_normal(n).astype(np.float32) * 0.1)
+        ref = enc.encoder(wav).transpose(1, 2).numpy()
+        got = sess.run(None, {"source": wav.numpy().reshape(1, 1, -1)})[0]
+        assert got.shape == ref.shape
+        print(
+            f"hubert-soft ONNX L={n}: max|diff| {np.abs(got - ref).max():.2e}, SNR {_snr(ref, got):.1f} dB"
+        )
+        assert _snr(ref, got) >= 60
