@@ -125,6 +125,8 @@ def test_loopback_capture_matches_what_was_sent(tmp_path):
     s = take.meta["summary"]
     assert (s["frames"], s["dropped"], s["malformed"]) == (n - 1, 1, 1)
     assert s["effective_fps"] == pytest.approx(fps * (n - 2) / (n - 1), rel=1e-3)
-    assert json.loads((out / "take.json").read_text())["audio_start_host"] == pytest.approx(audio_start, abs=1e-6)
+    assert json.loads((out / "take.json").read_text())["audio_start_host"] == pytest.approx(
+        audio_start, abs=1e-6
+    )
     assert sf.info(out / "audio.wav").frames == 44100 * 3
     assert "saved take" in stdout
