@@ -111,6 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
     a("--precision", choices=["fp32", "bf16"], default="fp32", help="synthesizer precision on CPU")
     a("--max_chunk_seconds", type=float, default=30.0,
       help="voiced chunks longer than this are clipped with a crossfade (memory bound; 0 = never)")  # fmt: skip
+    a("--visemes", type=str, default="",
+      help="visemes model (train_visemes.py V_*.pth): also write <output>.blendshapes.npy/.csv")  # fmt: skip
     return p
 
 
@@ -218,6 +220,14 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError, KeyError, RuntimeError) as e:
         return _fail(str(e))
     logger.info("model loaded in %.2f s", time.perf_counter() - t0)
+    face = None
+    if args.visemes:
+        from motion.predict import VisemesPredictor
+
+        try:
+            face = VisemesPredictor(args.visemes, svc_model.dev)
+        except (CheckpointError, ValueError, KeyError) as e:
+            return _fail(str(e))
 
     os.makedirs("raw", exist_ok=True)
     os.makedirs("results", exist_ok=True)
@@ -237,6 +247,10 @@ def main(argv: list[str] | None = None) -> int:
             return _fail(f"{raw_audio_path}: input file not found")
         for spk in spk_list:
             t1 = time.perf_counter()
+            if face is not None:
+                from motion.conversion import ZTrack
+
+                svc_model.z_listener = ZTrack(face.z_silence, svc_model.hop_size)
             try:
                 audio = svc_model.slice_inference(
                     raw_audio_path, spk, tran, args.slice_db, args.cluster_infer_ratio, args.auto_predict_f0,
@@ -257,6 +271,15 @@ def main(argv: list[str] | None = None) -> int:
             dur = len(audio) / svc_model.target_sample
             took = time.perf_counter() - t1
             logger.info("wrote %s (%.2f s of audio in %.2f s)", res_path, dur, took)
+            if face is not None:
+                from motion.predict import track_prefix, write_track
+
+                try:
+                    paths = write_track(track_prefix(res_path), face(svc_model.z_listener.z))
+                except ValueError as e:
+                    return _fail(str(e))
+                svc_model.z_listener = None
+                logger.info("face track: %s, %s (86.13 fps)", *paths)
     logger.info(
         "time per stage: %s", ", ".join(f"{k} {v:.2f} s" for k, v in svc_model.timings.items())
     )

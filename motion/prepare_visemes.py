@@ -71,7 +71,7 @@ def prepare_take(take, encoder, speaker, lag_setting: str = "auto", min_lag_corr
     return {"z": z, "bs": bs, "mask": mask, "loud": loud, "info": info}
 
 
-DEFAULT_MODEL = {"hidden": 128, "n_blocks": 4, "kernel_size": 5, "gru": 64, "dropout": 0.1}
+DEFAULT_MODEL = {"hidden": 96, "n_blocks": 5, "kernel_size": 5, "dropout": 0.1}
 DEFAULT_TRAIN = {"learning_rate": 2e-3, "batch_size": 8, "segment_frames": 256, "max_steps": 3000,
                  "log_interval": 50, "eval_interval": 500, "keep_ckpts": 3, "velocity_weight": 1.0,
                  "seed": 1234, "rotations": False, "eye_look": False}  # fmt: skip

@@ -14,7 +14,7 @@ import pytest
 import soundfile as sf
 
 from motion import livelink
-from motion.channels import NAMES, N_VALUES
+from motion.channels import N_VALUES, NAMES
 from motion.take import load_take
 from tests.conftest import PYTHON, ROOT
 
