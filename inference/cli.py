@@ -129,6 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
       help="voiced chunks longer than this are clipped with a crossfade (memory bound; 0 = never)")  # fmt: skip
     a("--allow_partial", action="store_true", default=False,
       help="experts: load a checkpoint that does not fit the config (mismatched keys keep random values)")  # fmt: skip
+    a("--visemes", type=str, default="",
+      help="visemes model (train_visemes.py V_*.pth): also write <output>.blendshapes.npy/.csv")  # fmt: skip
     return p
 
 
@@ -274,6 +276,14 @@ def main(argv: list[str] | None = None) -> int:
                     allow_partial=args.allow_partial, backend=args.backend,
                     onnx_model=args.onnx_model)  # fmt: skip
     logger.info("model loaded in %.2f s", time.perf_counter() - t0)
+    face = None
+    if args.visemes:
+        from motion.predict import VisemesPredictor
+
+        if args.backend == "onnx" or svc_model.net_g_ms is None:
+            raise UsageError("--visemes needs the voice model's latent z",
+                             "use it with --backend torch and without -od")  # fmt: skip
+        face = VisemesPredictor(args.visemes, svc_model.dev)
 
     if spk_mix_map is not None and len(spk_mix_map) <= 1:
         use_spk_mix = False
@@ -297,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
         for spk in spk_list:
             try:
                 convert_one(svc_model, args, raw_audio_path, clean_name, spk, tran, use_spk_mix,
-                            save_audio)  # fmt: skip
+                            save_audio, face)  # fmt: skip
             except (UserError, OSError) as e:
                 line = str(e) if isinstance(e, UserError) else os_error_line(e)
                 print(line, file=sys.stderr, flush=True)
@@ -317,7 +327,8 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def convert_one(svc_model, args, raw_audio_path, clean_name, spk, tran, use_spk_mix, save_audio):
+def convert_one(svc_model, args, raw_audio_path, clean_name, spk, tran, use_spk_mix, save_audio,
+                face=None):  # fmt: skip
     """Convert one input for one speaker and write its result (atomically)."""
     if not os.path.isfile(raw_audio_path):
         what = (
@@ -327,6 +338,10 @@ def convert_one(svc_model, args, raw_audio_path, clean_name, spk, tran, use_spk_
         )
         raise InputError(f"{raw_audio_path}: {what}", "inputs are names of files in raw/")
     t1 = time.perf_counter()
+    if face is not None:
+        from motion.conversion import ZTrack
+
+        svc_model.z_listener = ZTrack(face.z_silence, svc_model.hop_size)
     audio = svc_model.slice_inference(
         raw_audio_path, spk, tran, args.slice_db, args.cluster_infer_ratio, args.auto_predict_f0,
         args.noice_scale, pad_seconds=args.pad_seconds, clip_seconds=args.clip,
@@ -343,3 +358,9 @@ def convert_one(svc_model, args, raw_audio_path, clean_name, spk, tran, use_spk_
     save_audio(res_path, audio, svc_model.target_sample, format=args.wav_format)
     dur = len(audio) / svc_model.target_sample
     logger.info("wrote %s (%.2f s of audio in %.2f s)", res_path, dur, time.perf_counter() - t1)
+    if face is not None:
+        from motion.predict import track_prefix, write_track
+
+        paths = write_track(track_prefix(res_path), face(svc_model.z_listener.z))
+        svc_model.z_listener = None
+        logger.info("face track: %s, %s (86.13 fps)", *paths)

@@ -281,6 +281,9 @@ class Svc:
                 channels_last_convs(self.enhancer.vocoder.load(), tile=self._tile())
             self.timings["load_enhancer"] = time.perf_counter() - t0
         self._f0_predictors: dict[tuple, Any] = {}
+        # motion sidecar (motion.conversion.ZTrack): told the decoder's input z per slice and
+        # where each slice lands in the output; reads only, so the audio is unchanged
+        self.z_listener: Any = None
 
     def _check_cluster_model(self) -> None:
         """A k-means file or feature index of another config is refused at load time."""
@@ -534,11 +537,19 @@ class Svc:
                 )
             use_bf16 = self.precision == "bf16" and self.dev.type == "cpu"
             synth = self.onnx_synth or self.net_g_ms  # ONNX Runtime runs its graph in float32
-            with torch.autocast(
-                "cpu", dtype=torch.bfloat16, enabled=use_bf16 and synth is self.net_g_ms
-            ):
-                audio, f0 = synth.infer(c, f0=f0, uv=uv, g=sid, noice_scale=noice_scale, seed=seed,
-                                                predict_f0=auto_predict_f0, vol=vol)  # fmt: skip
+            listener = self.z_listener
+            hook = listener and self.net_g_ms.dec.register_forward_pre_hook(
+                lambda _m, args: listener.decoder_input(args[0])
+            )
+            try:
+                with torch.autocast(
+                    "cpu", dtype=torch.bfloat16, enabled=use_bf16 and synth is self.net_g_ms
+                ):
+                    audio, f0 = synth.infer(c, f0=f0, uv=uv, g=sid, noice_scale=noice_scale, seed=seed,
+                                            predict_f0=auto_predict_f0, vol=vol)  # fmt: skip
+            finally:
+                if hook:
+                    hook.remove()
             audio = audio[0, 0].float()
             f0 = f0.float()
             t0 = self._tick("synthesizer", t0)
@@ -727,6 +738,8 @@ class Svc:
         wav = _read_audio(raw_audio_path, sr)
         self._tick("read", t0)
         pad_len = int(sr * pad_seconds)
+        if self.z_listener is not None:
+            self.z_listener.start(len(wav))
         plan = self._plan(wav, slice_db, pad_seconds, clip_seconds, lg_num)
 
         if use_spk_mix:
@@ -758,8 +771,14 @@ class Svc:
                 t1 = time.perf_counter()
                 y = audio.cpu().numpy()
                 y = y[pad_len : len(y) - pad_len]
+                y_len = len(y)
                 y = pad_array(y, len(piece))
                 at = start + offset  # where this piece's first sample belongs
+                if self.z_listener is not None:
+                    blend = k > 0 and lg_size > 0
+                    self.z_listener.piece(
+                        at, pad_len, len(piece), y_len, at + cl if blend else None, r
+                    )
                 if k > 0 and lg_size > 0:
                     # the overlap [at, at+lg): keep the previous output up to at+cl, blend r samples,
                     # then this piece from at+cl+r (the reference's formula, in output samples)

@@ -1,0 +1,264 @@
+"""Record a take: Live Link Face UDP packets plus audio, timestamped (motion.md §1, fixes §9.1-2).
+
+    python -m motion.record                         # 127.0.0.1:11111, microphone via sounddevice
+    python -m motion.record --listen 0.0.0.0:11111  # accept the iPhone on the local network
+    python -m motion.record --wav song.wav          # play (or time) a file while you perform to it
+
+Point the Live Link Face app at this machine's address, port 11111. Every frame keeps the
+packet's frame time (frame, sub-frame, rate) and its host arrival time (monotonic clock), and the
+take keeps the host time of audio sample 0, so ``t`` (face time on the audio clock) is derived
+from the sender's steady frame clock fitted to the arrival times (see :func:`retime`), not from
+an assumed 60 fps. Malformed packets are counted and skipped. Ctrl-C (SIGINT) or SIGTERM stops
+and saves; ``--duration`` stops by itself. Any length; the output is a take folder
+(:mod:`motion.take`) and a capture summary is printed and stored in its take.json.
+
+Audio: ``--wav FILE`` uses that file as the take's audio; it is played through sounddevice when
+installed (else the capture just times it: start your player when "audio start" is printed).
+Without ``--wav`` the default input device is recorded with sounddevice (16-bit mono 44.1 kHz).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as _dt
+import json
+import signal
+import socket
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+if __package__ in (None, ""):  # run as a script: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from motion.channels import N_VALUES  # noqa: E402
+from motion.livelink import PacketCounter  # noqa: E402
+from motion.take import Take, save_take  # noqa: E402
+
+SR = 44100
+
+
+def parse_hostport(text: str, default_port: int = 11111) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    if not host:
+        host, port = text, str(default_port)
+    try:
+        return host, int(port)
+    except ValueError:
+        raise ValueError(f"{text!r}: expected HOST:PORT") from None
+
+
+def retime(frame_time: np.ndarray, arrival: np.ndarray) -> tuple[np.ndarray, str]:
+    """Host time of each frame ``[N]`` (s, monotonic clock) and how it was found.
+
+    The sender's frame times are evenly spaced but on the phone's clock; arrival times are on
+    ours but carry network and scheduling jitter (always late, never early). A line
+    ``arrival ≈ a·frame_time + b`` is fitted (``a`` absorbs clock drift), then shifted down to the
+    2nd percentile of the residuals (the least-delayed packets). Frame times that are not
+    increasing (e.g. a sender with a constant frame number) fall back to the arrival times.
+    """
+    n = len(arrival)
+    if n >= 2 and np.all(np.diff(frame_time) > 0):
+        if n >= 20:
+            a, b = np.polyfit(frame_time - frame_time[0], arrival, 1)
+        else:
+            a, b = 1.0, float(np.median(arrival - (frame_time - frame_time[0])))
+        if 0.98 < a < 1.02:
+            fit = a * (frame_time - frame_time[0]) + b
+            return fit + np.percentile(arrival - fit, 2), "sender frame time fitted to arrival"
+    return arrival.copy(), "host arrival time"
+
+
+def summarise(frames: np.ndarray, frame_time: np.ndarray, arrival: np.ndarray,
+              counter: PacketCounter, duplicates: int) -> dict:  # fmt: skip
+    """Frames, drops (frame-number gaps), effective fps, arrival gaps and jitter."""
+    n = len(frames)
+    out: dict = {"frames": n, "malformed": counter.n_bad, "malformed_by_reason": dict(counter.bad),
+                 "duplicates_or_late": duplicates}  # fmt: skip
+    if n >= 2:
+        d = np.diff(frames)
+        out["dropped"] = int(np.sum(np.clip(d - 1, 0, None)))
+        span = frame_time[-1] - frame_time[0]
+        out["effective_fps"] = round((n - 1) / span, 3) if span > 0 else None
+        period = np.median(np.diff(frame_time)) if span > 0 else np.median(np.diff(arrival))
+        ga = np.diff(arrival)
+        out["arrival_gaps_over_2_frames"] = int(np.sum(ga > 2 * period))
+        out["max_arrival_gap_ms"] = round(float(ga.max()) * 1000, 2)
+        out["duration_s"] = round(float(arrival[-1] - arrival[0]), 3)
+    else:
+        out["dropped"] = 0
+    return out
+
+
+class _Audio:
+    """The take's audio: a file (``--wav``, played if sounddevice exists) or the microphone."""
+
+    def __init__(self, wav: str | None, folder: Path):
+        self.wav_path = wav
+        self.folder = folder
+        self.start_host: float | None = None
+        self.stream = None
+        self.data: np.ndarray | None = None
+        self.sr = SR
+        self.chunks: list[np.ndarray] = []
+        self.note = ""
+
+    def start(self) -> None:
+        try:
+            import sounddevice as sd
+        except (ImportError, OSError):
+            sd = None
+        if self.wav_path:
+            from common.audio import load_audio
+
+            self.data, self.sr = load_audio(self.wav_path)
+            if sd is not None:
+                sd.play(self.data, self.sr)
+                self.start_host = time.monotonic() + float(sd.get_stream().latency)
+                self.note = "played through sounddevice"
+            else:
+                self.start_host = time.monotonic()
+                self.note = "not played (no sounddevice): timed from 'audio start'"
+            return
+        if sd is None:
+            raise RuntimeError(
+                "no audio input: install sounddevice (pip install sounddevice) or pass --wav FILE"
+            )
+
+        def callback(indata, frames, t, status):  # PortAudio thread
+            if self.start_host is None:  # host time of sample 0 from the ADC timestamp
+                self.start_host = time.monotonic() - (t.currentTime - t.inputBufferAdcTime)
+            self.chunks.append(indata[:, 0].copy())
+
+        self.stream = sd.InputStream(samplerate=SR, channels=1, dtype="float32", callback=callback)
+        self.stream.start()
+        self.note = "recorded from the default input device"
+        while self.start_host is None:
+            time.sleep(0.005)
+
+    def stop(self) -> np.ndarray:
+        if self.stream is not None:
+            self.stream.stop()
+            self.stream.close()
+            return np.concatenate(self.chunks) if self.chunks else np.zeros(0, np.float32)
+        if self.wav_path:
+            with contextlib.suppress(ImportError, OSError):
+                import sounddevice as sd
+
+                sd.stop()
+        return self.data
+
+
+def capture(listen: str, folder: Path, wav: str | None, duration: float | None) -> dict:
+    """Run one capture into ``folder``; returns the summary."""
+    host, port = parse_hostport(listen)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+    sock.bind((host, port))
+    sock.settimeout(0.05)
+    counter = PacketCounter()
+    rows: dict[int, tuple] = {}  # frame number → (arrival, sub_frame, num, den, values)
+    duplicates = 0
+    device = subject = None
+    audio = _Audio(wav, folder)
+    audio.start()
+    if duration is None and audio.data is not None:
+        duration = len(audio.data) / audio.sr + 0.5
+    print(f"listening on {host}:{port}", flush=True)
+    print(f"audio start {audio.start_host:.6f} ({audio.note})", flush=True)
+    stop = {"now": False}
+
+    def on_signal(signum, frame):
+        stop["now"] = True
+
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    last_report = time.monotonic()
+    try:
+        while not stop["now"]:
+            now = time.monotonic()
+            if duration is not None and now - audio.start_host >= duration:
+                break
+            try:
+                data, _ = sock.recvfrom(2048)
+            except TimeoutError:
+                continue
+            except InterruptedError:
+                continue
+            arrival = time.monotonic()
+            p = counter.decode(data)
+            if p is None:
+                continue
+            if p.frame in rows:
+                duplicates += 1
+                continue
+            device, subject = p.device_id, p.subject
+            rows[p.frame] = (arrival, p.sub_frame, p.rate_num, p.rate_den, p.values)
+            if arrival - last_report > 5:
+                last_report = arrival
+                print(f"  {len(rows)} frames, {counter.n_bad} malformed", flush=True)
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+        sock.close()
+        audio_data = audio.stop()
+    return _save(folder, rows, counter, duplicates, audio, audio_data, device, subject)
+
+
+def _save(folder, rows, counter, duplicates, audio, audio_data, device, subject) -> dict:
+    frames = np.array(sorted(rows), dtype=np.int64)
+    n = len(frames)
+    arrival = np.array([rows[f][0] for f in frames], np.float64)
+    sub = np.array([rows[f][1] for f in frames], np.float32)
+    rate = np.array([[rows[f][2], rows[f][3]] for f in frames], np.int32).reshape(n, 2)
+    values = np.array([rows[f][4] for f in frames], np.float32).reshape(n, N_VALUES)
+    frame_time = (frames + sub.astype(np.float64)) * rate[:, 1] / np.maximum(rate[:, 0], 1)
+    host, how = retime(frame_time, arrival)
+    summary = summarise(frames, frame_time, np.sort(arrival), counter, duplicates)
+    # arrived after a later frame (kept, in frame order)
+    summary["out_of_order"] = int(np.sum(np.diff(arrival) < 0)) if n > 1 else 0
+    take = Take(
+        values=values, t=host - audio.start_host, arrival=arrival, frame=frames, sub_frame=sub,
+        rate=rate,
+        meta={"source": "udp", "audio_start_host": audio.start_host, "audio_note": audio.note,
+              "timing": how, "device_id": device, "subject": subject, "summary": summary,
+              "created": _dt.datetime.now().isoformat(timespec="seconds")},
+    )  # fmt: skip
+    if audio_data is None or len(audio_data) == 0:
+        audio_data, audio.sr = np.zeros(1, np.float32), SR
+    save_take(folder, take, audio_data, audio.sr)
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--listen", default="127.0.0.1:11111", help="HOST:PORT to receive on")
+    p.add_argument("--wav", default=None, help="audio file for the take (played during capture)")
+    p.add_argument("--out", default=None, help="take folder (default records/<date-time>)")
+    p.add_argument("--duration", type=float, default=None,
+                   help="stop after this many seconds (default: end of --wav, else Ctrl-C)")  # fmt: skip
+    args = p.parse_args(argv)
+    stamp = _dt.datetime.now().strftime("%Y-%m-%d-%H-%M-%S")
+    folder = Path(args.out or f"records/{stamp}")
+    if (folder / "take.json").exists():
+        print(f"error: {folder}: a take is already there; choose another --out", file=sys.stderr)
+        return 2
+    try:
+        summary = capture(args.listen, folder, args.wav, args.duration)
+    except (OSError, ValueError, RuntimeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(f"saved take {folder}")
+    print(json.dumps(summary, indent=2))
+    if summary["frames"] == 0:
+        print("warning: no face frames arrived; check the app's target address and port",
+              file=sys.stderr)  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

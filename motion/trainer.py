@@ -1,0 +1,295 @@
+"""Training loop for the visemes model (``train_visemes.py``); fixes motion.md §9.9-13.
+
+Data: the prepared takes of ``data.training_files`` (one ``dataset/visemes/<take>`` prefix a line,
+see prepare_visemes.py), loaded into memory. Batches are random crops of ``segment_frames``
+frames (shorter takes are zero-padded) with a frame mask (bad/missing face frames and padding
+are masked out of the loss).
+
+Loss per channel ``c``, with the training set's target std ``s_c`` (floored at 0.05) and weight
+``w_c`` (:func:`motion.channels.default_weights`: jaw and mouth first, rotations and eye-look off
+unless ``train.rotations`` / ``train.eye_look``)::
+
+    L = Σ_c w_c·mean_masked(((p−y)/s_c)²) / Σ_c w_c  +  velocity_weight · (same on Δp, Δy)
+
+Checkpoints ``logs/<model>/V_<step>.pth`` (atomic; plain dicts of tensors and numbers, loadable
+with ``torch.load(weights_only=True)``): ``{"model", "iteration", "optimizer", "learning_rate",
+"visemes": everything inference needs (model config, z channels, channel weights, target std,
+the silence z, the loudness baseline, the voice model it was prepared with), "rng"}``. Training
+resumes from the newest one (a run killed with kill -9 loses at most ``eval_interval`` steps).
+Every ``eval_interval`` steps each held-out take is predicted whole and scored
+(:mod:`motion.metrics`); TensorBoard gets the losses, the metrics and an image of predicted vs
+true JawOpen/MouthClose/MouthFunnel; ``V_best.pth`` is the checkpoint with the best held-out
+JawOpen correlation, ``val_metrics.json`` the latest per-take scores.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import logging
+import math
+import os
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from common.atomic import torch_save, write_text
+from motion.channels import JAW_OPEN, NAMES, default_weights
+from motion.metrics import evaluate, fit_loudness_baseline, mean_metrics
+from motion.model import build
+from motion.voice import FPS
+
+logger = logging.getLogger("train_visemes")
+
+
+@dataclass
+class Item:
+    name: str
+    z: np.ndarray  # float32 [C, T]
+    bs: np.ndarray  # float32 [T, 61]
+    mask: np.ndarray  # bool [T]
+    loud: np.ndarray  # float32 [T]
+
+
+def load_items(list_path: str | os.PathLike) -> list[Item]:
+    path = Path(list_path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: file list not found (run motion/prepare_visemes.py)")
+    items = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        prefix = line.strip()
+        if not prefix:
+            continue
+        try:
+            arrays = [np.load(f"{prefix}{s}", allow_pickle=False)
+                      for s in (".z.npy", ".bs.npy", ".mask.npy", ".loud.npy")]  # fmt: skip
+        except (OSError, ValueError) as e:
+            raise ValueError(f"{prefix}: prepared take unreadable ({e}); re-run prepare") from None
+        z, bs, mask, loud = arrays
+        t = min(z.shape[1], len(bs), len(mask), len(loud))
+        items.append(Item(Path(prefix).name, z[:, :t].astype(np.float32), bs[:t].astype(np.float32),
+                          mask[:t].astype(bool), loud[:t].astype(np.float32)))  # fmt: skip
+    return items
+
+
+def dataset_stats(items: list[Item], train_cfg: dict) -> dict:
+    """Normalisation, weights, silence z, rest pose and the loudness baseline from training takes."""
+    z = np.concatenate([it.z[:, it.mask] for it in items], 1)
+    y = np.concatenate([it.bs[it.mask] for it in items], 0)
+    loud = np.concatenate([it.loud[it.mask] for it in items])
+    quiet = loud < -35.0
+    zs = np.concatenate([it.z for it in items], 1)
+    ls = np.concatenate([it.loud for it in items])
+    z_sil = zs[:, ls < -35.0].mean(1) if (ls < -35.0).any() else zs.mean(1)
+    return {
+        "z_mean": z.mean(1).tolist(),
+        "z_std": np.maximum(z.std(1), 1e-3).tolist(),
+        "y_std": np.maximum(y.std(0), 0.05).tolist(),
+        "weights": default_weights(bool(train_cfg.get("rotations")), bool(train_cfg.get("eye_look"))),
+        "z_silence": z_sil.tolist(),
+        "rest": (y[quiet].mean(0) if quiet.any() else y.mean(0)).tolist(),
+        "baseline": list(fit_loudness_baseline(loud, y[:, JAW_OPEN])),
+    }
+
+
+def random_batch(items: list[Item], rng: np.random.Generator, batch: int, seg: int):
+    """Random crops: ``z [B, C, S]``, ``y [B, 61, S]``, loss mask and padding mask ``[B, 1, S]``."""
+    lengths = np.array([len(it.bs) for it in items], float)
+    pick = rng.choice(len(items), size=batch, p=lengths / lengths.sum())
+    c = items[0].z.shape[0]
+    z = np.zeros((batch, c, seg), np.float32)
+    y = np.zeros((batch, 61, seg), np.float32)
+    m = np.zeros((batch, 1, seg), np.float32)
+    pad = np.zeros((batch, 1, seg), np.float32)
+    for b, i in enumerate(pick):
+        it = items[i]
+        t = len(it.bs)
+        start = int(rng.integers(0, max(1, t - seg + 1)))
+        n = min(seg, t - start)
+        z[b, :, :n] = it.z[:, start : start + n]
+        y[b, :, :n] = it.bs[start : start + n].T
+        m[b, 0, :n] = it.mask[start : start + n]
+        pad[b, 0, :n] = 1.0
+    return tuple(torch.from_numpy(a) for a in (z, y, m, pad))
+
+
+def visemes_loss(pred, y, m, w, s, velocity_weight: float) -> tuple[torch.Tensor, dict]:
+    """Weighted, per-channel-normalised masked MSE plus the same on frame differences."""
+    wn = w / w.sum()
+
+    def term(p, t, mask):
+        err = ((p - t) / s) ** 2 * mask  # [B, 61, T]
+        per_ch = err.sum((0, 2)) / mask.sum().clamp_min(1)
+        return (per_ch * wn).sum()
+
+    pos = term(pred, y, m)
+    mv = m[..., 1:] * m[..., :-1]
+    vel = term(pred[..., 1:] - pred[..., :-1], y[..., 1:] - y[..., :-1], mv)
+    return pos + velocity_weight * vel, {"loss/position": pos.item(), "loss/velocity": vel.item()}
+
+
+def _step_of(path: str) -> int:
+    m = re.search(r"V_(\d+)\.pth$", os.path.basename(path))
+    return int(m.group(1)) if m else -1
+
+
+def latest_checkpoint(model_dir: Path) -> str | None:
+    files = [f for f in glob.glob(str(model_dir / "V_*.pth")) if _step_of(f) >= 0]
+    return max(files, key=_step_of) if files else None
+
+
+def plot_curves(pred: np.ndarray, true: np.ndarray, title: str) -> np.ndarray:
+    """``[H, W, 3]`` uint8: predicted vs true JawOpen, MouthClose, MouthFunnel over time."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from training.plotting import _figure_to_array
+
+    names = ("JawOpen", "MouthClose", "MouthFunnel")
+    fig, axes = plt.subplots(len(names), 1, figsize=(12, 6), sharex=True)
+    t = np.arange(len(true)) / FPS
+    for ax, name in zip(axes, names):
+        c = NAMES.index(name)
+        ax.plot(t, true[:, c], label="true", lw=1)
+        ax.plot(t, pred[:, c], label="predicted", lw=1)
+        ax.set_ylabel(name)
+        ax.set_ylim(-0.05, 1.05)
+    axes[0].legend(loc="upper right")
+    axes[0].set_title(title)
+    axes[-1].set_xlabel("s")
+    fig.tight_layout()
+    return _figure_to_array(fig)
+
+
+@torch.no_grad()
+def validate(net, items: list[Item], stats: dict, device) -> tuple[dict, list[dict], list]:
+    net.eval()
+    per_take, preds = [], []
+    for it in items:
+        z = torch.from_numpy(it.z)[None].to(device)
+        pred = net(z)[0].T.cpu().numpy()
+        d = evaluate(pred, it.bs, it.mask, it.loud, tuple(stats["baseline"]))
+        d["take"] = it.name
+        per_take.append(d)
+        preds.append(pred)
+    net.train()
+    return mean_metrics(per_take), per_take, preds
+
+
+def train(config_path: str, model: str, model_dir: str | None = None, max_steps: int | None = None,
+          device: str | None = None) -> dict:  # fmt: skip
+    """Train (or resume); returns the last validation summary (empty without held-out takes)."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    from common.checkpoint import safe_load
+
+    with open(config_path, encoding="utf-8") as f:
+        cfg = json.load(f)
+    data, mcfg, tcfg = cfg.get("data", {}), cfg.get("model", {}), cfg.get("train", {})
+    out = Path(model_dir or os.path.join("logs", model))
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in out.glob(".V_*.tmp"):  # an interrupted atomic write
+        stale.unlink()
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    train_items = load_items(data["training_files"])
+    val_path = data.get("validation_files")
+    val_items = load_items(val_path) if val_path and Path(val_path).is_file() else []
+    if not train_items:
+        raise ValueError(f"{data['training_files']}: no training takes")
+    seed = int(tcfg.get("seed", 1234))
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    z_ch = train_items[0].z.shape[0]
+    net = build(z_ch, mcfg).to(dev)
+    lr0 = float(tcfg.get("learning_rate", 2e-3))
+    opt = torch.optim.AdamW(net.parameters(), lr0, betas=(0.8, 0.99), weight_decay=1e-4)
+    steps = int(max_steps or tcfg.get("max_steps", 3000))
+    step, best = 0, -math.inf
+    ckpt_path = latest_checkpoint(out)
+    if ckpt_path:
+        ck = safe_load(ckpt_path)
+        net.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        step = int(ck["iteration"])
+        stats = ck["visemes"]["stats"]
+        best = float(ck["visemes"].get("best", -math.inf))
+        torch.set_rng_state(ck["rng"]["torch"])
+        rng.bit_generator.state = ck["rng"]["numpy"]
+        logger.info("resumed from %s (step %d)", ckpt_path, step)
+    else:
+        stats = dataset_stats(train_items, tcfg)
+        net.z_mean.copy_(torch.tensor(stats["z_mean"])[:, None])
+        net.z_std.copy_(torch.tensor(stats["z_std"])[:, None])
+    w = torch.tensor(stats["weights"], device=dev)[None, :, None]
+    s = torch.tensor(stats["y_std"], device=dev)[None, :, None]
+    meta = {"z_channels": z_ch, "model": mcfg, "names": list(NAMES), "fps": FPS, "stats": stats,
+            "voice_model": data.get("voice_model"), "voice_config": data.get("voice_config"),
+            "speaker": data.get("speaker")}  # fmt: skip
+    writer = SummaryWriter(str(out))
+    batch, seg = int(tcfg.get("batch_size", 8)), int(tcfg.get("segment_frames", 256))
+    log_every, eval_every = int(tcfg.get("log_interval", 50)), int(tcfg.get("eval_interval", 500))
+    vel_w = float(tcfg.get("velocity_weight", 1.0))
+    summary: dict = {}
+
+    def save(path: Path, step: int) -> None:
+        meta["best"] = best
+        torch_save({"model": net.state_dict(), "iteration": step, "optimizer": opt.state_dict(),
+                    "learning_rate": lr, "visemes": meta,
+                    "rng": {"torch": torch.get_rng_state(), "numpy": rng.bit_generator.state}},
+                   path)  # fmt: skip
+
+    from tqdm import tqdm
+
+    net.train()
+    t0 = time.time()
+    lr = lr0
+    bar = tqdm(total=steps, initial=step, desc="visemes", disable=None)
+    while step < steps:
+        lr = lr0 * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / steps)))
+        for g in opt.param_groups:
+            g["lr"] = lr
+        z, y, m, pad = (x.to(dev) for x in random_batch(train_items, rng, batch, seg))
+        loss, parts = visemes_loss(net(z, pad), y, m, w, s, vel_w)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
+        opt.step()
+        step += 1
+        bar.update(1)
+        if step % log_every == 0 or step == steps:
+            writer.add_scalar("loss/total", loss.item(), step)
+            for k, v in parts.items():
+                writer.add_scalar(k, v, step)
+            writer.add_scalar("learning_rate", lr, step)
+            logger.info("step %d loss %.4f (%.1f s)", step, loss.item(), time.time() - t0)
+        if step % eval_every == 0 or step == steps:
+            if val_items:
+                summary, per_take, preds = validate(net, val_items, stats, dev)
+                for k, v in summary.items():
+                    writer.add_scalar(f"val/{k}", v, step)
+                writer.add_image("val/curves", plot_curves(preds[0], val_items[0].bs, val_items[0].name),
+                                 step, dataformats="HWC")  # fmt: skip
+                write_text(out / "val_metrics.json",
+                           json.dumps({"step": step, "mean": summary, "takes": per_take}, indent=2))  # fmt: skip
+                score = summary.get("corr/JawOpen", -math.inf)
+                logger.info("step %d val JawOpen corr %.3f (loudness baseline %.3f), lip closures "
+                            "%s, residual lag %.1f ms", step, score, summary.get("baseline_corr/JawOpen", float("nan")),
+                            summary.get("lip_closure_hit_rate"), summary.get("residual_lag_ms", 0.0))  # fmt: skip
+                if score > best:
+                    best = score
+                    save(out / "V_best.pth", step)
+            save(out / f"V_{step}.pth", step)
+            keep = int(tcfg.get("keep_ckpts", 3))
+            olds = sorted(glob.glob(str(out / "V_*.pth")), key=_step_of)
+            olds = [f for f in olds if _step_of(f) >= 0]
+            for f in olds[:-keep] if keep > 0 else []:
+                os.remove(f)
+    bar.close()
+    writer.close()
+    return summary
