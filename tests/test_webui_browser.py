@@ -232,3 +232,25 @@ def test_compress(page, project):
     assert not any("enc_q" in k for k in ckpt["model"]) and ckpt["iteration"] == 0
     assert all(v.dtype == torch.float16 for v in ckpt["model"].values() if v.is_floating_point())
     assert not list(project.glob("*.pth"))  # nothing in the project root (4.1 wrote there)
+
+
+def test_text_input_through_espeak_only_when_installed(page, project):
+    """The Text tab is shown only with a local espeak-ng; with it, text is spoken and converted."""
+    from webui import tts
+
+    pg = page
+    pg.get_by_role("tab", name="Convert").click()
+    tab = pg.get_by_role("tab", name="Text (espeak-ng)")
+    if not tts.available():
+        assert tab.count() == 0 or not tab.is_visible()
+        return
+    pg.click("#load_btn")
+    wait_text(pg, "load_msg", "Loaded G_0.pth")
+    tab.click()
+    pg.fill("#trans input", "0")
+    pg.fill("#tts_text textarea", "La la la, singing a short test line.")
+    before = pg.input_value("#convert_msg textarea")
+    pg.click("#tts_btn")
+    msg = wait_change(pg, "convert_msg", before)
+    assert "results/tts.wav_0key_alto_sovits_pm.flac" in msg, msg
+    assert (project / "results/tts.wav_0key_alto_sovits_pm.flac").is_file()
