@@ -63,6 +63,10 @@ def read(resp) -> tuple[np.ndarray, int]:
     return data, sr
 
 
+def post_upload(client, path: str, form: dict):
+    return client.post(path, data=form, files={"audio": ("a.wav", wav_bytes(0.5))})
+
+
 def vst_post(client, sample: bytes, pitch="0.0", rate="48000", spk="0", filename="temp.wav"):
     # the plug-in's multipart form: the chunk as "sample" plus string fields
     form = {
@@ -158,32 +162,22 @@ def test_json_api_lists_loads_and_converts(api):
         ),
         (
             "wrong speaker name",
-            lambda c: c.post(
-                "/wav2wav", data={"spk": "nobody"}, files={"audio": ("a.wav", wav_bytes(0.5))}
-            ),
+            lambda c: post_upload(c, "/wav2wav", {"spk": "nobody"}),
             400,
             "nobody",
-        ),  # fmt: skip
+        ),
         (
             "bad option",
-            lambda c: c.post(
-                "/api/v1/convert",
-                data={"options": '{"trans": "up"}'},
-                files={"audio": ("a.wav", wav_bytes(0.5))},
-            ),
+            lambda c: post_upload(c, "/api/v1/convert", {"options": '{"trans": "up"}'}),
             400,
             "trans",
-        ),  # fmt: skip
+        ),
         (
             "unknown option",
-            lambda c: c.post(
-                "/api/v1/convert",
-                data={"options": '{"tempo": 2}'},
-                files={"audio": ("a.wav", wav_bytes(0.5))},
-            ),
+            lambda c: post_upload(c, "/api/v1/convert", {"options": '{"tempo": 2}'}),
             400,
             "tempo",
-        ),  # fmt: skip
+        ),
         ("no file", lambda c: c.post("/wav2wav", data={"spk": "0"}), 400, "audio"),
     ],
 )

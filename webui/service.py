@@ -120,9 +120,15 @@ def list_devices() -> list[str]:
 
 
 def parse_device(choice: str | None) -> str | None:
+    """``"Auto"``/None → None (auto), ``"cuda:0 (name)"`` → ``"cuda:0"``; anything else is refused."""
+    import re
+
     if not choice or choice == "Auto":
         return None
-    return choice.split(" ", 1)[0]
+    dev = choice.split(" ", 1)[0]
+    if not re.fullmatch(r"cpu|cuda(:\d+)?|mps", dev):
+        raise ServiceError(f"device {choice!r}: use cpu, cuda or cuda:<index>")
+    return dev
 
 
 def check_fits(model_path: str | os.PathLike, config_path: str | os.PathLike) -> None:
