@@ -150,7 +150,12 @@ def load_spk_mix_map(path: str | os.PathLike | None = None) -> tuple[dict, Path]
         raise FileNotFoundError(
             "spkmix.py not found (looked in the current folder and the repository)"
         )
-    tree = ast.parse(cand.read_text(encoding="utf-8"), filename=str(cand))
+    return parse_spk_mix_map(cand.read_text(encoding="utf-8"), str(cand)), cand
+
+
+def parse_spk_mix_map(text: str, source: str = "spkmix.py") -> dict:
+    """The ``spk_mix_map = {...}`` literal of a spkmix.py text, read as data (never executed)."""
+    tree = ast.parse(text, filename=source)
     for node in tree.body:
         if isinstance(node, ast.Assign) and any(
             isinstance(t, ast.Name) and t.id == "spk_mix_map" for t in node.targets
@@ -159,12 +164,12 @@ def load_spk_mix_map(path: str | os.PathLike | None = None) -> tuple[dict, Path]
                 value = ast.literal_eval(node.value)
             except ValueError:
                 raise ValueError(
-                    f"{cand}: spk_mix_map must be a literal dict of lists of numbers"
+                    f"{source}: spk_mix_map must be a literal dict of lists of numbers"
                 ) from None
             if not isinstance(value, dict):
-                raise ValueError(f"{cand}: spk_mix_map must be a dict")
-            return value, cand
-    raise ValueError(f"{cand}: no `spk_mix_map = {{...}}` assignment")
+                raise ValueError(f"{source}: spk_mix_map must be a dict")
+            return value
+    raise ValueError(f"{source}: no `spk_mix_map = {{...}}` assignment")
 
 
 def output_name(clean_name: str, tran: int, spk: str, cluster_infer_ratio: float, auto_predict_f0: bool,

@@ -50,7 +50,7 @@ import io
 import logging
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -717,8 +717,13 @@ class Svc:
         second_encoding: bool = False,
         loudness_envelope_adjustment: float = 1,
         seed: int = DEFAULT_SEED,
+        progress: Callable[[int, int], None] | None = None,
     ) -> np.ndarray:
-        """Convert a whole file (or numpy wav at ``target_sample``) → float32 ``[L]`` at 44.1 kHz."""
+        """Convert a whole file (or numpy wav at ``target_sample``) → float32 ``[L]`` at 44.1 kHz.
+
+        ``progress(done, total)`` is called before the first slice and after each converted slice
+        (``total`` = voiced pieces to convert), e.g. for a progress bar.
+        """
         sr = self.target_sample
         if clip_seconds < 0 or lg_num < 0 or pad_seconds < 0:
             raise ValueError("clip, crossfade and pad lengths must be >= 0")
@@ -749,6 +754,9 @@ class Svc:
 
         out = np.zeros(len(wav), dtype=np.float32)
         global_frame = 0
+        n_pieces, done = sum(len(pieces) for *_, pieces, _ in plan), 0
+        if progress is not None:
+            progress(0, n_pieces)
         for is_silence, start, data, pieces, lg_size in plan:
             if is_silence:
                 global_frame += len(data) // self.hop_size
@@ -768,6 +776,9 @@ class Svc:
                     loudness_envelope_adjustment=loudness_envelope_adjustment, seed=seed,
                 )  # fmt: skip
                 global_frame += n_frames
+                done += 1
+                if progress is not None:
+                    progress(done, n_pieces)
                 t1 = time.perf_counter()
                 y = audio.cpu().numpy()
                 y = y[pad_len : len(y) - pad_len]

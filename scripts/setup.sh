@@ -9,5 +9,15 @@ PY=${PYTHON:-python3}
 .venv/bin/python -m pip install -q --no-deps -r requirements-nodeps.txt
 if [ "${1:-}" = "--dev" ]; then
   .venv/bin/python -m pip install -q -r requirements-dev.txt
+  # The web UI's browser tests drive Debian's chromium through playwright (never `playwright
+  # install`: that downloads a browser build); espeak-ng backs the UI's text-to-speech input.
+  missing=()
+  [ -x /usr/bin/chromium ] || missing+=(chromium)
+  command -v espeak-ng >/dev/null || missing+=(espeak-ng)
+  if [ ${#missing[@]} -gt 0 ]; then
+    SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    $SUDO apt-get update -q
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q "${missing[@]}"
+  fi
 fi
 .venv/bin/python -c "import torch; assert torch.__version__.startswith('2.13.0'), torch.__version__"

@@ -1,0 +1,356 @@
+"""HTTP APIs (FastAPI): the VST plug-in's endpoint, the full-song endpoint and a JSON API.
+
+One app serves all three; ``flask_api.py`` (port 6842) and ``flask_api_full_song.py`` (port 1145)
+start it with a model loaded once per process.
+
+- ``POST /voiceChangeModel`` (4.1's flask_api.py, unchanged for the VST plug-in): multipart
+  ``sample`` (wav), ``fPitchChange`` (semitones), ``sampleRate`` (the DAW's rate; 0 = the model's),
+  ``sSpeakId`` (speaker id). Answers a 16-bit wav at ``sampleRate``. The chunk is converted whole
+  (no silence slicing), cluster ratio 0, noise 0.4, f0 ``pm``, as the reference's raw path.
+- ``POST /wav2wav`` (4.1's flask_api_full_song.py): multipart ``audio`` (**uploaded**; 4.1 read a
+  server path from ``audio_path``, which is refused here), ``tran``, ``spk``, ``wav_format``.
+  Silence slicing at -40 dB, pad 0.5 s, answers ``temp.<wav_format>``.
+- ``/api/v1/...``: list voices and speakers, load a listed voice, convert with every option of
+  :class:`webui.service.ConvertOptions`; OpenAPI schema at ``/openapi.json``, page at ``/docs``.
+
+Safety: uploads are limited to ``max_upload_mb`` (413 past it, checked while the body streams in)
+and kept in memory; conversions are serialised by the service's lock; client strings never
+become paths (voices are picked by listed name, output names go through ``safe_name``); user
+mistakes answer 400 with ``{"error": "<one line>"}``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Annotated
+
+import numpy as np
+from fastapi import FastAPI, File, Form, Request, UploadFile
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, Field, ValidationError
+
+from webui import paths
+from webui.service import ConvertOptions, ServiceError, VoiceService, message, user_errors
+
+MEDIA_TYPES = {"wav": "audio/wav", "flac": "audio/flac", "mp3": "audio/mpeg", "ogg": "audio/ogg"}
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class BodyLimit:
+    """ASGI middleware: 413 for a request body over ``max_bytes`` (declared or streamed)."""
+
+    def __init__(self, app, max_bytes: int):
+        self.app = app
+        self.max_bytes = int(max_bytes)
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            return await self._reject(send)
+        seen = 0
+        started = False
+
+        async def limited_receive():
+            nonlocal seen
+            msg = await receive()
+            if msg["type"] == "http.request":
+                seen += len(msg.get("body", b""))
+                if seen > self.max_bytes:
+                    raise _TooLarge
+            return msg
+
+        async def tracking_send(msg):
+            nonlocal started
+            if msg["type"] == "http.response.start":
+                started = True
+            await send(msg)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except _TooLarge:
+            if not started:
+                await self._reject(send)
+
+    async def _reject(self, send):
+        mb = self.max_bytes / 1e6
+        body = json.dumps({"error": f"upload too large: the limit is {mb:.0f} MB"}).encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"), (b"connection", b"close")]})  # fmt: skip
+        await send({"type": "http.response.body", "body": body})
+
+
+class LoadRequest(BaseModel):
+    model: str = Field(..., description="a voice name from GET /api/v1/models")
+    cluster: str = Field(
+        "", description="a cluster / retrieval file name from the same list, or ''"
+    )
+    device: str | None = Field(None, description="'cpu', 'cuda:0' ... or null for auto")
+    enhance: bool = Field(False, description="NSF-HiFiGAN enhancer")
+
+
+def _audio_response(audio: np.ndarray, sr: int, fmt: str, filename: str, subtype: str | None = None,
+                    headers: dict | None = None) -> Response:  # fmt: skip
+    import soundfile as sf
+
+    buf = io.BytesIO()
+    sf.write(buf, np.asarray(audio), sr, format=fmt.upper(), subtype=subtype)
+    hdrs = {"Content-Disposition": f'attachment; filename="{filename}"', **(headers or {})}
+    return Response(
+        buf.getvalue(), media_type=MEDIA_TYPES.get(fmt, "application/octet-stream"), headers=hdrs
+    )
+
+
+def _int_field(value: str | None, name: str, default: int = 0) -> int:
+    """4.1's ``int(float(x))`` for form numbers, with a 400 for garbage."""
+    return int(_float_field(value, name, default))
+
+
+def _float_field(value: str | None, name: str, default: float = 0.0) -> float:
+    if value is None or str(value).strip() == "":
+        return float(default)
+    try:
+        v = float(value)
+    except ValueError:
+        raise ServiceError(f"{name}: {value!r} is not a number") from None
+    if not np.isfinite(v):
+        raise ServiceError(f"{name}: must be finite")
+    return v
+
+
+def create_app(service: VoiceService, max_upload_mb: float = 50.0) -> FastAPI:
+    """The FastAPI app over ``service`` (which should already hold a voice for the plug-in)."""
+    from starlette.formparsers import MultiPartParser
+
+    max_bytes = int(max_upload_mb * 1e6)
+    # keep uploads in memory (already bounded by BodyLimit) instead of spooling to the system temp
+    MultiPartParser.spool_max_size = max_bytes
+    app = FastAPI(
+        title="so-vits-svc 4.1 conversion API",
+        version="1",
+        description="VST endpoint, full-song endpoint and a JSON API for file-in / file-out conversion. "
+        "Errors answer 4xx with {'error': message}.",
+    )
+    app.add_middleware(BodyLimit, max_bytes=max_bytes)
+
+    async def _user_error(request: Request, exc: Exception):
+        status = 403 if isinstance(exc, paths.PathError) else 400
+        return JSONResponse({"error": message(exc)}, status_code=status)
+
+    for cls in user_errors():
+        app.add_exception_handler(cls, _user_error)
+
+    def read_upload(upload: UploadFile | None, field: str) -> bytes:
+        if upload is None:
+            raise ServiceError(f"no {field!r} file in the form")
+        data = upload.file.read()
+        if not data:
+            raise ServiceError(f"{field}: empty file")
+        return data
+
+    # -- 4.1 flask_api.py (VST plug-in) ---------------------------------------------------------
+    @app.post(
+        "/voiceChangeModel",
+        summary="VST plug-in: convert one chunk, answer a wav at the DAW's rate",
+    )
+    def voice_change_model(
+        sample: Annotated[UploadFile, File(description="the chunk (wav)")],
+        fPitchChange: Annotated[str | None, Form()] = None,  # noqa: N803
+        sampleRate: Annotated[str | None, Form()] = None,  # noqa: N803
+        sSpeakId: Annotated[str | None, Form()] = None,  # noqa: N803
+    ) -> Response:
+        from common.audio import resample
+
+        data = read_upload(sample, "sample")
+        tran = _float_field(fPitchChange, "fPitchChange")
+        daw_sr = _int_field(sampleRate, "sampleRate")
+        sid = _int_field(sSpeakId, "sSpeakId")
+        if daw_sr < 0 or daw_sr > 384000:
+            raise ServiceError(f"sampleRate: {daw_sr} is not a sample rate")
+        audio, sr = service.infer_chunk(data, sid, tran)
+        out_sr = daw_sr or sr
+        return _audio_response(
+            resample(audio, sr, out_sr), out_sr, "wav", "temp.wav", subtype="PCM_16"
+        )
+
+    # -- 4.1 flask_api_full_song.py ------------------------------------------------------------
+    @app.post("/wav2wav", summary="Convert a whole uploaded song (silence slicing at -40 dB)")
+    def wav2wav(
+        audio: Annotated[
+            UploadFile | None, File(description="the song (wav, flac, ogg, mp3)")
+        ] = None,
+        tran: Annotated[str | None, Form()] = None,
+        spk: Annotated[str, Form()] = "0",
+        wav_format: Annotated[str, Form()] = "wav",
+        audio_path: Annotated[str | None, Form(include_in_schema=False)] = None,
+    ) -> Response:
+        if audio_path is not None:
+            raise ServiceError(
+                "audio_path is not accepted: upload the audio as the multipart file field 'audio'"
+            )
+        if wav_format not in MEDIA_TYPES:
+            raise ServiceError(f"wav_format: {wav_format!r} is not one of {', '.join(MEDIA_TYPES)}")
+        data = read_upload(audio, "audio")
+        opts = ConvertOptions(speaker=spk, trans=_int_field(tran, "tran"), wav_format=wav_format)
+        res = service.convert(data, opts, audio.filename or "audio", save=False)
+        return _audio_response(res.audio, res.sampling_rate, wav_format, f"temp.{wav_format}")
+
+    # -- JSON API -------------------------------------------------------------------------------
+    @app.get(
+        "/api/v1/models",
+        summary="Voices on disk (logs/44k, trained/), cluster files, the loaded voice",
+    )
+    def models() -> dict:
+        listed = paths.discover_models(service.root)
+        return {
+            "models": [
+                {
+                    "name": e.name,
+                    "config": e.config.relative_to(service.root).as_posix(),
+                    "cluster_files": [p.relative_to(service.root).as_posix() for p in e.cluster],
+                }
+                for e in listed
+            ],  # fmt: skip
+            "loaded": _loaded(),
+        }
+
+    def _loaded() -> dict | None:
+        info = service.info
+        if info is None:
+            return None
+        rel = lambda p: _rel(service, p)  # noqa: E731
+        return {"model": rel(info.model), "config": rel(info.config), "cluster": rel(info.cluster),
+                "device": info.device, "enhance": info.enhance, "feature_retrieval": info.feature_retrieval,
+                "speakers": info.speakers, "sampling_rate": info.sampling_rate}  # fmt: skip
+
+    @app.get("/api/v1/speakers", summary="Speakers of the loaded voice: {name: id}")
+    def speakers() -> dict:
+        service.require()
+        return {"speakers": dict(service.info.speakers)}
+
+    @app.get(
+        "/api/v1/options", summary="Conversion options with their defaults (inference_main.py's)"
+    )
+    def options() -> dict:
+        return {
+            "defaults": ConvertOptions().model_dump(),
+            "schema": ConvertOptions.model_json_schema(),
+        }
+
+    @app.post("/api/v1/load", summary="Load a listed voice (replaces the loaded one)")
+    def load(req: LoadRequest) -> dict:
+        from webui.service import parse_device
+
+        service.load_entry(req.model, req.cluster, parse_device(req.device), req.enhance)
+        return {"loaded": _loaded()}
+
+    @app.post(
+        "/api/v1/convert",
+        summary="Convert an uploaded file with any options; answers the audio file",
+    )
+    def convert(
+        audio: Annotated[UploadFile, File(description="input audio (wav, flac, ogg, mp3)")],
+        options: Annotated[
+            str, Form(description="JSON object of ConvertOptions fields (see /api/v1/options)")
+        ] = "{}",
+        spk_mix: Annotated[
+            str, Form(description="spkmix.py text or JSON {speaker: [[t0, t1, v0, v1], ...]}")
+        ] = "",
+    ) -> Response:
+        data = read_upload(audio, "audio")
+        try:
+            opts = ConvertOptions.model_validate_json(options or "{}")
+        except ValidationError as e:
+            first = e.errors()[0]
+            loc = ".".join(str(x) for x in first.get("loc", ())) or "options"
+            raise ServiceError(f"options: {loc}: {first.get('msg')}") from None
+        mix = parse_spk_mix(spk_mix) if spk_mix.strip() else None
+        res = service.convert(data, opts, audio.filename or "audio", spk_mix_map=mix)
+        return _audio_response(res.audio, res.sampling_rate, opts.wav_format, res.name,
+                               headers={"X-Output-Path": f"{paths.RESULTS_DIR}/{res.name}",
+                                        "X-Seconds": f"{res.seconds:.3f}"})  # fmt: skip
+
+    return app
+
+
+def parse_spk_mix(text: str) -> dict:
+    """A dynamic mix timeline from spkmix.py text or JSON (keys: speaker names or ids)."""
+    from inference.cli import parse_spk_mix_map
+
+    text = text.strip()
+    if text.startswith("{"):
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ServiceError(f"spk_mix: not valid JSON ({e.msg})") from None
+        if not isinstance(value, dict):
+            raise ServiceError("spk_mix: must be an object")
+        return {int(k) if str(k).isdigit() else k: v for k, v in value.items()}
+    try:
+        return parse_spk_mix_map(text, "spk_mix")
+    except SyntaxError as e:
+        raise ServiceError(f"spk_mix: not valid Python literal syntax ({e.msg})") from None
+
+
+def _rel(service: VoiceService, p: str) -> str:
+    from pathlib import Path
+
+    if not p:
+        return ""
+    try:
+        return Path(p).resolve().relative_to(service.root).as_posix()
+    except ValueError:
+        return Path(p).name
+
+
+def serve(app: FastAPI, host: str, port: int) -> None:
+    """Run the app with uvicorn (one worker: one model per process)."""
+    import uvicorn
+
+    uvicorn.run(app, host=host, port=port, workers=1, log_level="info")
+
+
+def main(
+    argv: list[str] | None = None, default_port: int = 6842, name: str = "flask_api.py"
+) -> int:
+    """``flask_api.py`` / ``flask_api_full_song.py``: load one voice, serve every endpoint."""
+    import argparse
+    import logging
+    import sys
+
+    from common.checkpoint import latest_checkpoint_path
+
+    p = argparse.ArgumentParser(prog=name, description=__doc__.split("\n\n")[0])
+    p.add_argument(
+        "-m", "--model_path", default=None, help="G_*.pth (default: the newest in logs/44k)"
+    )
+    p.add_argument("-c", "--config_path", default="logs/44k/config.json")
+    p.add_argument(
+        "-cm", "--cluster_model_path", default="", help="kmeans .pt or retrieval .npz (optional)"
+    )
+    p.add_argument("-d", "--device", default=None, help="cpu, cuda, cuda:0 ... (default: auto)")
+    p.add_argument("-eh", "--enhance", action="store_true", help="NSF-HiFiGAN enhancer")
+    p.add_argument(
+        "--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)"
+    )
+    p.add_argument("--port", type=int, default=default_port)
+    p.add_argument("--max_upload_mb", type=float, default=50.0, help="upload size limit (MB)")
+    p.add_argument("--max_seconds", type=float, default=600.0, help="longest input accepted (s)")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    model = args.model_path or latest_checkpoint_path("logs/44k") or "logs/44k/G_37600.pth"
+    service = VoiceService(".", max_seconds=args.max_seconds)
+    try:
+        service.load(model, args.config_path, args.cluster_model_path, args.device, args.enhance)
+    except user_errors() as e:
+        print(f"error: {message(e)}", file=sys.stderr)
+        return 1
+    print(f"{name}: {model} loaded; speakers {service.info.speakers}; http://{args.host}:{args.port}/docs",
+          file=sys.stderr)  # fmt: skip
+    serve(create_app(service, args.max_upload_mb), args.host, args.port)
+    return 0

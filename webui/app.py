@@ -1,0 +1,602 @@
+"""The Gradio web UI (``webUI.py``): convert, mix voices, compress, with English labels.
+
+Tabs (see README "Web UI"):
+
+- **Convert**: the voice panel (local voice from ``logs/44k``/``trained/<name>`` or an uploaded
+  .pth + config, cluster / retrieval file, device, enhancer, load / unload, speaker), every
+  conversion setting of 4.1's UI with inference_main.py's defaults, the input (upload, microphone,
+  or text through espeak-ng when installed), and the result: player, download (named as the CLI
+  names it, in ``results/``), f0 curves of input and output in notes, both spectrograms.
+- **Voice mix**: static merge of checkpoints (convex / linear) into ``trained/<name>/``, and the
+  dynamic mix timeline editor (spkmix.py) used by "dynamic voice mix".
+- **Tools**: model compression into ``compressed/``; ONNX export once that work lands.
+
+Files: uploads and pictures live in a temp folder of the UI's own (removed at exit); the UI writes
+only to ``results/``, ``trained/``, ``compressed/`` and ``spkmix.py``; uploads are size-limited.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import shutil
+import tempfile
+import traceback
+import uuid
+from pathlib import Path
+
+from webui import hooks, mix, paths, plots, tools, tts
+from webui.service import (
+    F0_PREDICTORS,
+    OUTPUT_FORMATS,
+    ConvertOptions,
+    VoiceService,
+    list_devices,
+    message,
+    parse_device,
+    user_errors,
+)
+
+logger = logging.getLogger(__name__)
+
+NONE = "(none)"
+# the conversion settings in the order the handlers receive them (ConvertOptions field names)
+SETTING_NAMES = (
+    "speaker", "trans", "auto_predict_f0", "f0_predictor", "cluster_infer_ratio", "slice_db", "wav_format",
+    "noice_scale", "pad_seconds", "clip", "linear_gradient", "linear_gradient_retain", "enhancer_adaptive_key",
+    "f0_filter_threshold", "loudness_envelope_adjustment", "k_step", "second_encoding", "use_spk_mix",
+)  # fmt: skip
+
+
+class WebUI:
+    """The UI's state and handlers (one voice, one temp folder); :meth:`build` makes the Blocks."""
+
+    def __init__(self, root: str | os.PathLike = ".", temp_dir: str | os.PathLike | None = None,
+                 max_seconds: float = 600.0):  # fmt: skip
+        self.root = Path(root).resolve()
+        self.service = VoiceService(self.root, max_seconds=max_seconds)
+        self.tmp = Path(temp_dir or tempfile.mkdtemp(prefix="sovits-webui-")).resolve()
+        self.tmp.mkdir(parents=True, exist_ok=True)
+        self.debug = False
+
+    # -- helpers --------------------------------------------------------------------------------
+    def _fail(self, e: BaseException) -> str:
+        if self.debug or not isinstance(e, user_errors()):
+            logger.error("%s", "".join(traceback.format_exception(e)))
+        if isinstance(e, user_errors()):
+            return f"Error: {message(e)}"
+        return f"Error (unexpected, see the console): {type(e).__name__}: {message(e)}"
+
+    def _tmp_file(self, suffix: str) -> Path:
+        d = self.tmp / "out"
+        d.mkdir(exist_ok=True)
+        return d / f"{uuid.uuid4().hex[:12]}{suffix}"
+
+    def model_names(self) -> list[str]:
+        return [e.name for e in paths.discover_models(self.root)]
+
+    def cluster_names(self) -> list[str]:
+        return [NONE, *paths.discover_cluster_files(self.root)]
+
+    # -- voice panel ----------------------------------------------------------------------------
+    def load(
+        self, source, local_name, up_model, up_config, cluster_name, cluster_upload, device, enhance
+    ):
+        import gradio as gr
+
+        try:
+            if source == "upload":
+                if not up_model or not up_config:
+                    raise ValueError("upload both the model (.pth) and its config (.json)")
+                model, config = up_model, up_config
+            else:
+                if not local_name:
+                    raise ValueError("no voice in logs/44k or trained/; upload one or train one")
+                entry = paths.find_model(self.root, local_name)
+                model, config = entry.model, entry.config
+            cluster = cluster_upload or (
+                paths.find_cluster(self.root, cluster_name)
+                if cluster_name and cluster_name != NONE
+                else ""
+            )
+            info = self.service.load(model, config, cluster, parse_device(device), bool(enhance))
+        except Exception as e:  # noqa: BLE001
+            return (
+                self._fail(e),
+                gr.update(choices=[], value=None),
+                gr.update(interactive=False, value=False),
+                "",
+            )
+        spk = list(info.speakers)
+        what = (
+            "k-means"
+            if info.cluster and not info.feature_retrieval
+            else "retrieval"
+            if info.cluster
+            else "none"
+        )
+        msg = (f"Loaded {Path(info.model).name} on {info.device}: {len(spk)} speaker(s), cluster: {what}, "
+               f"enhancer: {'on' if info.enhance else 'off'}")  # fmt: skip
+        mixable = len(spk) > 1 and getattr(self.service.svc.net_g_ms, "character_mix", False)
+        return (msg, gr.update(choices=spk, value=spk[0] if spk else None),
+                gr.update(interactive=mixable, value=False), mix.template(info.speakers) if mixable else "")  # fmt: skip
+
+    def unload(self):
+        import gradio as gr
+
+        self.service.unload()
+        return (
+            "Voice unloaded.",
+            gr.update(choices=[], value=None),
+            gr.update(interactive=False, value=False),
+        )
+
+    def refresh(self):
+        import gradio as gr
+
+        names = self.model_names()
+        return (gr.update(choices=names, value=names[0] if names else None),
+                gr.update(choices=self.cluster_names(), value=NONE))  # fmt: skip
+
+    # -- conversion -----------------------------------------------------------------------------
+    def _options(self, values) -> ConvertOptions:
+        kw = dict(zip(SETTING_NAMES, values))
+        for k in ("trans", "slice_db", "enhancer_adaptive_key", "k_step"):
+            kw[k] = int(round(float(kw[k] or 0)))
+        kw["speaker"] = kw["speaker"] or ""
+        return ConvertOptions(**kw)
+
+    def convert(self, audio_path, mix_text, *values, progress=None):
+        try:
+            if not audio_path:
+                raise ValueError("upload or record some audio first")
+            return self._convert(audio_path, Path(audio_path).name, mix_text, values, progress)
+        except Exception as e:  # noqa: BLE001
+            return self._fail(e), None, None, None, None
+
+    def convert_text(self, text, voice, gender, wpm, mix_text, *values, progress=None):
+        try:
+            wav = tts.synthesize(text, self._tmp_file(".wav"), voice, gender, int(wpm))
+            return self._convert(wav, "tts.wav", mix_text, values, progress)
+        except Exception as e:  # noqa: BLE001
+            return self._fail(e), None, None, None, None
+
+    def _convert(self, audio_path, clean_name, mix_text, values, progress):
+        opts = self._options(values)
+        mix_map = mix.parse(mix_text) if opts.use_spk_mix else None
+
+        def tick(done, total):
+            if progress is not None:
+                progress((done, max(total, 1)), desc=f"slice {done}/{total}", unit="slices")
+
+        res = self.service.convert(audio_path, opts, clean_name, spk_mix_map=mix_map, progress=tick)
+        f_in, f_out, frame_s = self.service.f0_curves(res.input_wav, res.audio, opts.f0_predictor,
+                                                      opts.f0_filter_threshold)  # fmt: skip
+        f0_png = plots.plot_f0(f_in, f_out, frame_s, self._tmp_file(".png"), opts.trans)
+        spec_png = plots.plot_spectrograms(
+            res.input_wav, res.audio, res.sampling_rate, self._tmp_file(".png")
+        )
+        dur = len(res.audio) / res.sampling_rate
+        msg = f"Wrote results/{res.name} ({dur:.2f} s of audio in {res.seconds:.2f} s)"
+        return msg, str(res.path), str(res.path), f0_png, spec_png
+
+    # -- voice mix ------------------------------------------------------------------------------
+    def mix_template(self):
+        try:
+            return mix.template(self.service.require().spk2id), "Template for the loaded voice."
+        except Exception as e:  # noqa: BLE001
+            return "", self._fail(e)
+
+    def mix_load(self):
+        p = self.root / "spkmix.py"
+        if not p.is_file():
+            return "", "Error: spkmix.py not found in the project folder"
+        return p.read_text(encoding="utf-8"), f"Loaded {p.name}."
+
+    def mix_check(self, text):
+        try:
+            svc = self.service.require()
+            _, weights = mix.check(svc, text)
+            names = [svc.speaker_name(i) or str(i) for i in range(weights.shape[0])]
+            return plots.plot_spk_mix(weights, names, self._tmp_file(".png")), "Timeline OK."
+        except Exception as e:  # noqa: BLE001
+            return None, self._fail(e)
+
+    def mix_save(self, text):
+        try:
+            if self.service.svc is not None:
+                mix.check(self.service.svc, text)
+            return f"Saved {mix.save(self.root, text).name} (inference_main.py -usm reads it)."
+        except Exception as e:  # noqa: BLE001
+            return self._fail(e)
+
+    def merge_rates(self, names, uploads):
+        import json
+
+        keys = list(names or []) + [Path(u).name for u in (uploads or [])]
+        return json.dumps({k: 100 for k in keys}, ensure_ascii=False)
+
+    def merge(self, names, uploads, upload_config, rates_text, mode, out_name):
+        import json
+
+        import gradio as gr
+
+        try:
+            entries = [paths.find_model(self.root, n) for n in (names or [])]
+            sources = [(e.name, e.model) for e in entries] + [
+                (Path(u).name, u) for u in (uploads or [])
+            ]
+            try:
+                rates_map = json.loads(rates_text or "{}")
+            except json.JSONDecodeError as e:
+                raise ValueError(f"rates: not valid JSON ({e.msg})") from None
+            rates = []
+            for key, _ in sources:
+                value = rates_map.get(key, 100) if isinstance(rates_map, dict) else 100
+                if not isinstance(value, (int, float)):
+                    raise ValueError(f"rates: {key} must be a number (percent)")
+                rates.append(float(value))
+            config = upload_config or (entries[0].config if entries else None)
+            out = tools.merge_voices(
+                self.root, [m for _, m in sources], rates, mode, config, out_name
+            )
+            rel = out.relative_to(self.root).as_posix()
+            return (
+                f"Merged {len(sources)} checkpoints into {rel}",
+                str(out),
+                gr.update(choices=self.model_names()),
+            )
+        except Exception as e:  # noqa: BLE001
+            return self._fail(e), None, gr.update()
+
+    # -- tools ----------------------------------------------------------------------------------
+    def compress(self, source, local_name, up_model, up_config, half):
+        try:
+            if source == "upload":
+                model, config, stem = up_model, up_config, Path(up_model or "model").stem
+            else:
+                entry = paths.find_model(self.root, local_name or "")
+                model, config = entry.model, entry.config
+                stem = (
+                    entry.model.stem
+                    if entry.name.startswith("logs/")
+                    else entry.name.split("/", 1)[1]
+                )
+            out = tools.compress_voice(self.root, model, config, bool(half), stem)
+            size_in, size_out = os.path.getsize(model), os.path.getsize(out)
+            rel = out.relative_to(self.root).as_posix()
+            return (
+                f"Wrote {rel}: {size_out / 1e6:.2f} MB ({100 * size_out / size_in:.0f}% of {size_in / 1e6:.2f} MB)",
+                str(out),
+            )
+        except Exception as e:  # noqa: BLE001
+            return self._fail(e), None
+
+    def onnx_export(self, name):
+        import subprocess
+        import sys
+
+        try:
+            svc = self.service.require()
+            script = hooks.onnx_export_script()
+            if script is None:
+                raise ValueError("ONNX export is not available in this build")
+            name = paths.safe_name(name, default="model")
+            dest = paths.inside(self.root / "checkpoints", self.root / "checkpoints" / name)
+            dest.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(svc.net_g_path, dest / "model.pth")
+            shutil.copyfile(self.service.info.config, dest / "config.json")
+            proc = subprocess.run([sys.executable, str(script), "-n", name], cwd=self.root, capture_output=True,
+                                  text=True, timeout=1800)  # fmt: skip
+            if proc.returncode != 0:
+                raise ValueError(
+                    (proc.stderr.strip().splitlines() or ["onnx_export.py failed"])[-1]
+                )
+            return f"Exported checkpoints/{name}/ (see onnx_export.py's output there)"
+        except Exception as e:  # noqa: BLE001
+            return self._fail(e)
+
+    def set_debug(self, value):
+        self.debug = bool(value)
+
+    # -- layout ---------------------------------------------------------------------------------
+    def build(self):
+        """The gr.Blocks app (call ``.queue().launch(...)`` or use :func:`launch`)."""
+        os.environ["GRADIO_TEMP_DIR"] = str(self.tmp / "gradio")
+        import gradio as gr
+
+        d = ConvertOptions()
+        names = self.model_names()
+        with gr.Blocks(title="so-vits-svc 4.1") as demo:
+            gr.Markdown("## so-vits-svc 4.1: singing voice conversion")
+            with gr.Tab("Convert", elem_id="tab_convert"):
+                with gr.Group():
+                    gr.Markdown("### Voice")
+                    with gr.Row():
+                        source = gr.Radio(["local", "upload"], value="local", label="Model source",
+                                          info="local: logs/44k/G_*.pth and trained/<name>/", elem_id="model_source")  # fmt: skip
+                        device = gr.Dropdown(
+                            list_devices(), value="Auto", label="Device", elem_id="device"
+                        )
+                        enhance = gr.Checkbox(False, label="NSF-HiFiGAN enhancer", elem_id="enhance",
+                                              info="needs pretrain/nsf_hifigan/")  # fmt: skip
+                    with gr.Row(visible=True) as local_row:
+                        local_name = gr.Dropdown(names, value=names[0] if names else None, label="Voice",
+                                                 elem_id="local_model", scale=3)  # fmt: skip
+                        refresh = gr.Button("Refresh lists", scale=1)
+                    with gr.Row(visible=False) as upload_row:
+                        up_model = gr.File(
+                            label="Model (.pth)", file_types=[".pth"], elem_id="upload_model"
+                        )
+                        up_config = gr.File(
+                            label="Config (.json)", file_types=[".json"], elem_id="upload_config"
+                        )
+                    with gr.Row():
+                        cluster_name = gr.Dropdown(self.cluster_names(), value=NONE, elem_id="cluster_name",
+                                                   label="Cluster model (.pt) or feature index (.npz)")  # fmt: skip
+                        cluster_upload = gr.File(label="... or upload one", file_types=[".pt", ".npz"],
+                                                 elem_id="cluster_upload")  # fmt: skip
+                    # HOOK(diffusion): shown once the diffusion work lands (webui/hooks.py)
+                    with gr.Row(visible=hooks.diffusion_available(), elem_id="diffusion_row"):
+                        gr.File(
+                            label="Diffusion model (.pt)",
+                            file_types=[".pt"],
+                            elem_id="diffusion_model",
+                        )
+                        gr.File(
+                            label="Diffusion config (.yaml)",
+                            file_types=[".yaml"],
+                            elem_id="diffusion_config",
+                        )
+                        gr.Checkbox(False, label="Only diffusion", elem_id="only_diffusion")
+                    with gr.Row():
+                        load_btn = gr.Button("Load voice", variant="primary", elem_id="load_btn")
+                        unload_btn = gr.Button("Unload voice", elem_id="unload_btn")
+                        speaker = gr.Dropdown([], label="Speaker", elem_id="speaker")
+                    load_msg = gr.Textbox(
+                        label="Voice status", interactive=False, elem_id="load_msg"
+                    )
+
+                gr.Markdown("### Settings (defaults are inference_main.py's)")
+                with gr.Row():
+                    with gr.Column():
+                        trans = gr.Number(
+                            d.trans, label="Transpose (semitones, -t)", precision=0, elem_id="trans"
+                        )
+                        auto_f0 = gr.Checkbox(d.auto_predict_f0, label="Auto-predict f0 (-a; speech only, "
+                                              "makes singing go off key)", elem_id="auto_f0")  # fmt: skip
+                        f0p = gr.Dropdown(list(F0_PREDICTORS), value=d.f0_predictor, label="f0 predictor (-f0p)",
+                                          info="crepe/rmvpe/fcpe need their files in pretrain/", elem_id="f0p")  # fmt: skip
+                        cr = gr.Slider(0, 1, value=d.cluster_infer_ratio, step=0.01, elem_id="cluster_ratio",
+                                       label="Cluster / retrieval ratio (-cr; needs a cluster file)")  # fmt: skip
+                        slice_db = gr.Number(d.slice_db, label="Silence threshold dB (-sd)", precision=0,
+                                             elem_id="slice_db")  # fmt: skip
+                        wav_format = gr.Dropdown(list(OUTPUT_FORMATS), value=d.wav_format, elem_id="wav_format",
+                                                 label="Output format (-wf)")  # fmt: skip
+                    with gr.Column():
+                        ns = gr.Number(
+                            d.noice_scale, label="Noise scale (-ns)", elem_id="noise_scale"
+                        )
+                        pad = gr.Number(
+                            d.pad_seconds, label="Pad seconds per slice (-p)", elem_id="pad_seconds"
+                        )
+                        clip = gr.Number(
+                            d.clip, label="Forced clip length s, 0 = off (-cl)", elem_id="clip"
+                        )
+                        lg = gr.Number(
+                            d.linear_gradient, label="Crossfade between clips s (-lg)", elem_id="lg"
+                        )
+                        lgr = gr.Number(
+                            d.linear_gradient_retain,
+                            label="Crossfade kept 0-1 (-lgr)",
+                            elem_id="lgr",
+                        )
+                    with gr.Column():
+                        eak = gr.Number(d.enhancer_adaptive_key, label="Enhancer adaptive key (-eak)",
+                                        precision=0, elem_id="eak")  # fmt: skip
+                        ft = gr.Number(d.f0_filter_threshold, label="f0 threshold, crepe/rmvpe/fcpe (-ft)",
+                                       elem_id="f0_threshold")  # fmt: skip
+                        lea = gr.Slider(0, 1, value=d.loudness_envelope_adjustment, step=0.01, elem_id="lea",
+                                        label="Loudness envelope (-lea; 1 = output's own, 0 = input's)")  # fmt: skip
+                        use_mix = gr.Checkbox(False, label="Dynamic voice mix (timeline in the Voice mix tab, -usm)",
+                                              interactive=False, elem_id="use_spk_mix")  # fmt: skip
+                        # HOOK(diffusion): shallow-diffusion settings, hidden until diffusion lands
+                        k_step = gr.Slider(1, 1000, value=d.k_step, step=1, label="Diffusion steps (-ks)",
+                                           visible=hooks.diffusion_available(), elem_id="k_step")  # fmt: skip
+                        second = gr.Checkbox(d.second_encoding, label="Second encoding (-se)",
+                                             visible=hooks.diffusion_available(), elem_id="second_encoding")  # fmt: skip
+                settings = [speaker, trans, auto_f0, f0p, cr, slice_db, wav_format, ns, pad, clip, lg, lgr, eak,
+                            ft, lea, k_step, second, use_mix]  # fmt: skip
+
+                gr.Markdown("### Input")
+                with gr.Tab("Audio"):
+                    audio_in = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Audio to convert",
+                                        elem_id="input_audio")  # fmt: skip
+                    convert_btn = gr.Button("Convert", variant="primary", elem_id="convert_btn")
+                with gr.Tab("Text (espeak-ng)", visible=tts.available(), elem_id="tab_tts"):
+                    tts_text = gr.Textbox(label="Text", lines=3, elem_id="tts_text")
+                    with gr.Row():
+                        tts_voice = gr.Dropdown(
+                            list(tts.VOICES), value="en", label="Language / voice"
+                        )
+                        tts_gender = gr.Radio(list(tts.GENDERS), value="female", label="Voice")
+                        tts_rate = gr.Slider(80, 300, value=160, step=10, label="Words per minute")
+                    tts_btn = gr.Button("Speak and convert", variant="primary", elem_id="tts_btn")
+
+                gr.Markdown("### Result")
+                convert_msg = gr.Textbox(
+                    label="Conversion status", interactive=False, elem_id="convert_msg"
+                )
+                with gr.Row():
+                    audio_out = gr.Audio(
+                        label="Output", type="filepath", interactive=False, elem_id="output_audio"
+                    )
+                    file_out = gr.File(label="Download", interactive=False, elem_id="output_file")
+                f0_img = gr.Image(label="f0 of input and output (notes)", type="filepath", interactive=False,
+                                  elem_id="f0_plot")  # fmt: skip
+                spec_img = gr.Image(
+                    label="Spectrograms", type="filepath", interactive=False, elem_id="spec_plot"
+                )
+
+            with gr.Tab("Voice mix", elem_id="tab_mix"):
+                gr.Markdown("### Static merge (convex: softmax of rates/100; linear: rates/100)")
+                with gr.Row():
+                    merge_names = gr.CheckboxGroup(
+                        names, label="Listed voices", elem_id="merge_names"
+                    )
+                    merge_uploads = gr.File(label="... and/or upload checkpoints", file_count="multiple",
+                                            file_types=[".pth"], elem_id="merge_uploads")  # fmt: skip
+                    merge_config = gr.File(label="Config for the merged voice (default: the first listed voice's)",
+                                           file_types=[".json"], elem_id="merge_config")  # fmt: skip
+                merge_rates = gr.Textbox(
+                    "{}", label="Rates in percent {voice: percent}", elem_id="merge_rates"
+                )
+                with gr.Row():
+                    merge_mode = gr.Radio(
+                        ["convex", "linear"], value="convex", label="Mode", elem_id="merge_mode"
+                    )
+                    merge_out = gr.Textbox(
+                        "merged", label="Name (written to trained/<name>/)", elem_id="merge_name"
+                    )
+                merge_btn = gr.Button("Merge", variant="primary", elem_id="merge_btn")
+                merge_msg = gr.Textbox(label="Merge status", interactive=False, elem_id="merge_msg")
+                merge_file = gr.File(
+                    label="Merged checkpoint", interactive=False, elem_id="merge_file"
+                )
+
+                gr.Markdown(
+                    "### Dynamic mix timeline (spkmix.py): `{speaker: [[t_start, t_end, v_start, v_end], ...]}`"
+                )
+                mix_text = gr.Code("", language="python", label="spk_mix_map", elem_id="mix_text")
+                with gr.Row():
+                    mix_tpl = gr.Button("Template for the loaded voice")
+                    mix_load_btn = gr.Button("Load spkmix.py")
+                    mix_check_btn = gr.Button("Check and preview", elem_id="mix_check_btn")
+                    mix_save_btn = gr.Button("Save to spkmix.py")
+                mix_msg = gr.Textbox(label="Timeline status", interactive=False, elem_id="mix_msg")
+                mix_img = gr.Image(label="Weights over the output", type="filepath", interactive=False,
+                                   elem_id="mix_plot")  # fmt: skip
+
+            with gr.Tab("Tools", elem_id="tab_tools"):
+                gr.Markdown(
+                    "### Compress a checkpoint for release (drops enc_q and the optimizer; into compressed/)"
+                )
+                with gr.Row():
+                    c_source = gr.Radio(
+                        ["local", "upload"], value="local", label="Model source", elem_id="c_source"
+                    )
+                    c_local = gr.Dropdown(
+                        names, value=names[0] if names else None, label="Voice", elem_id="c_local"
+                    )
+                    c_half = gr.Checkbox(False, label="float16 (-hf)", elem_id="c_half")
+                with gr.Row():
+                    c_model = gr.File(label="Model (.pth)", file_types=[".pth"], elem_id="c_model")
+                    c_config = gr.File(
+                        label="Config (.json)", file_types=[".json"], elem_id="c_config"
+                    )
+                c_btn = gr.Button("Compress", variant="primary", elem_id="compress_btn")
+                c_msg = gr.Textbox(
+                    label="Compression status", interactive=False, elem_id="compress_msg"
+                )
+                c_file = gr.File(
+                    label="Compressed checkpoint", interactive=False, elem_id="compress_file"
+                )
+                # HOOK(onnx): shown once onnx_export.py lands (webui/hooks.py)
+                with gr.Group(visible=hooks.onnx_export_script() is not None, elem_id="onnx_group"):
+                    gr.Markdown(
+                        "### ONNX export of the loaded voice (checkpoints/<name>/, for MoeVoiceStudio)"
+                    )
+                    onnx_name = gr.Textbox("model", label="Name")
+                    onnx_btn = gr.Button("Export ONNX")
+                    onnx_msg = gr.Textbox(label="Export status", interactive=False)
+
+            debug = gr.Checkbox(
+                False, label="Debug: print tracebacks to the console", elem_id="debug"
+            )
+
+            # events
+            source.change(lambda s: (gr.update(visible=s == "local"), gr.update(visible=s == "upload")),
+                          source, [local_row, upload_row])  # fmt: skip
+            refresh.click(self.refresh, None, [local_name, cluster_name])
+            load_btn.click(self.load, [source, local_name, up_model, up_config, cluster_name, cluster_upload, device,
+                                       enhance], [load_msg, speaker, use_mix, mix_text])  # fmt: skip
+            unload_btn.click(self.unload, None, [load_msg, speaker, use_mix])
+            outs = [convert_msg, audio_out, file_out, f0_img, spec_img]
+
+            def run_audio(audio_path, mix_value, *values, progress=gr.Progress()):  # noqa: B008
+                return self.convert(audio_path, mix_value, *values, progress=progress)
+
+            def run_text(text, voice, gender, wpm, mix_value, *values, progress=gr.Progress()):  # noqa: B008
+                return self.convert_text(
+                    text, voice, gender, wpm, mix_value, *values, progress=progress
+                )
+
+            convert_btn.click(run_audio, [audio_in, mix_text, *settings], outs)
+            tts_btn.click(
+                run_text, [tts_text, tts_voice, tts_gender, tts_rate, mix_text, *settings], outs
+            )
+            merge_names.change(self.merge_rates, [merge_names, merge_uploads], merge_rates)
+            merge_uploads.change(self.merge_rates, [merge_names, merge_uploads], merge_rates)
+            merge_btn.click(self.merge, [merge_names, merge_uploads, merge_config, merge_rates, merge_mode, merge_out],
+                            [merge_msg, merge_file, local_name])  # fmt: skip
+            mix_tpl.click(self.mix_template, None, [mix_text, mix_msg])
+            mix_load_btn.click(self.mix_load, None, [mix_text, mix_msg])
+            mix_check_btn.click(self.mix_check, mix_text, [mix_img, mix_msg])
+            mix_save_btn.click(self.mix_save, mix_text, mix_msg)
+            c_btn.click(
+                self.compress, [c_source, c_local, c_model, c_config, c_half], [c_msg, c_file]
+            )
+            onnx_btn.click(self.onnx_export, onnx_name, onnx_msg)
+            debug.change(self.set_debug, debug, None)
+        return demo
+
+    def launch(self, host: str = "127.0.0.1", port: int = 7860, share: bool = False, max_file_size: str = "200mb",
+               block: bool = True, open_browser: bool = False):  # fmt: skip
+        """Build and serve; returns the Blocks (with ``block=False`` the server runs in a thread)."""
+        import gradio as gr
+
+        demo = self.build()
+        theme = gr.themes.Default(
+            font=["system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"]
+        )
+        allowed = [self.root / d for d in (paths.RESULTS_DIR, paths.COMPRESSED_DIR, "trained")] + [
+            self.tmp
+        ]
+        demo.queue(default_concurrency_limit=1).launch(
+            server_name=host, server_port=port, share=share, inbrowser=open_browser, max_file_size=max_file_size,
+            allowed_paths=[str(p) for p in allowed], prevent_thread_lock=not block, theme=theme, quiet=not block,
+            footer_links=[],
+        )  # fmt: skip
+        return demo
+
+    def cleanup(self) -> None:
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``webUI.py``: ``--host`` (127.0.0.1), ``--port`` (7860), ``--share`` (off)."""
+    import argparse
+
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    p = argparse.ArgumentParser(description="so-vits-svc 4.1 web UI")
+    p.add_argument(
+        "--host", default="127.0.0.1", help="address to bind (127.0.0.1: this machine only)"
+    )
+    p.add_argument("--port", type=int, default=7860)
+    p.add_argument(
+        "--share",
+        action="store_true",
+        help="Gradio share link (needs the internet; off by default)",
+    )
+    p.add_argument("--max_file_size", default="200mb", help="upload size limit, e.g. 200mb")
+    p.add_argument("--max_seconds", type=float, default=600.0, help="longest input accepted (s)")
+    p.add_argument("--open", action="store_true", help="open a browser tab")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    ui = WebUI(".", max_seconds=args.max_seconds)
+    atexit.register(ui.cleanup)
+    ui.launch(
+        args.host, args.port, args.share, args.max_file_size, block=True, open_browser=args.open
+    )
+    return 0

@@ -1,0 +1,118 @@
+"""The project folders the web UI and the APIs may touch, and safe names inside them.
+
+Every path a server reads or writes comes from here: models are picked from a listing (never from
+a client-supplied path), client-supplied names go through :func:`safe_name`, and
+:func:`inside` refuses anything that resolves outside its folder (``..``, absolute paths,
+symlinks pointing elsewhere).
+
+Folders, relative to the project root (the current folder, like the CLI):
+
+- ``logs/44k/``: ``G_*.pth`` with ``config.json`` (train.py's output), cluster files;
+- ``trained/<name>/``: one ``*.pth`` and one ``*.json`` per voice (4.1's "local model" folder),
+  optionally a cluster / retrieval file;
+- ``results/``: conversions, named as inference_main.py names them;
+- ``compressed/``: the compression tab's output.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+MODEL_DIRS = ("logs/44k", "trained")
+RESULTS_DIR = "results"
+COMPRESSED_DIR = "compressed"
+CLUSTER_SUFFIXES = (".pt", ".npz", ".pkl")
+
+_UNSAFE = re.compile(r"[^\w.\- ]+", re.UNICODE)
+
+
+class PathError(ValueError):
+    """A client-supplied name or path is not allowed (outside the project's folders)."""
+
+
+def safe_name(name: str | None, default: str = "audio", max_len: int = 120) -> str:
+    """A plain file name from a client-supplied one: the last path component, no separators, no
+    leading dots, odd characters replaced by ``_`` (``../../etc/passwd`` → ``passwd``)."""
+    base = re.split(r"[\\/]", str(name or ""))[-1]
+    base = _UNSAFE.sub("_", base).strip().lstrip(".")
+    return base[:max_len] or default
+
+
+def inside(root: str | os.PathLike, path: str | os.PathLike) -> Path:
+    """``path`` resolved; raises :class:`PathError` unless it lies inside ``root``."""
+    root_r = Path(root).resolve()
+    p = Path(path)
+    resolved = (p if p.is_absolute() else root_r / p).resolve()
+    if resolved != root_r and root_r not in resolved.parents:
+        raise PathError(f"{path}: outside {root_r}")
+    return resolved
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """A voice found on disk: ``name`` is what lists show and what clients send back."""
+
+    name: str
+    model: Path
+    config: Path
+    cluster: tuple[Path, ...] = ()
+
+
+def _step(p: Path) -> int:
+    digits = re.sub(r"\D", "", p.stem)
+    return int(digits) if digits else -1
+
+
+def discover_models(root: str | os.PathLike) -> list[ModelEntry]:
+    """Voices under ``logs/44k`` (every ``G_*.pth`` with ``config.json``, newest first) and
+    ``trained/<name>/`` (exactly one ``*.pth`` and one ``*.json``)."""
+    root = Path(root)
+    found: list[ModelEntry] = []
+    logs = root / "logs" / "44k"
+    cfg = logs / "config.json"
+    if cfg.is_file():
+        clusters = tuple(sorted(p for p in logs.iterdir() if _is_cluster(p)))
+        for g in sorted(logs.glob("G_*.pth"), key=_step, reverse=True):
+            found.append(ModelEntry(f"logs/44k/{g.name}", g, cfg, clusters))
+    trained = root / "trained"
+    if trained.is_dir():
+        for d in sorted(p for p in trained.iterdir() if p.is_dir()):
+            pths = [p for p in d.glob("*.pth")]
+            jsons = [p for p in d.glob("*.json")]
+            if len(pths) == 1 and len(jsons) == 1:
+                clusters = tuple(sorted(p for p in d.iterdir() if _is_cluster(p)))
+                found.append(ModelEntry(f"trained/{d.name}", pths[0], jsons[0], clusters))
+    return found
+
+
+def _is_cluster(p: Path) -> bool:
+    if not p.is_file() or p.suffix not in CLUSTER_SUFFIXES:
+        return False
+    return not (p.name.startswith(("G_", "D_")) or p.suffix == ".pth")
+
+
+def discover_cluster_files(root: str | os.PathLike) -> list[str]:
+    """Cluster (``.pt``) and retrieval (``.npz``, legacy ``.pkl``) files, as project-relative names."""
+    root = Path(root)
+    out: set[str] = set()
+    for entry in discover_models(root):
+        out.update(p.relative_to(root).as_posix() for p in entry.cluster)
+    return sorted(out)
+
+
+def find_model(root: str | os.PathLike, name: str) -> ModelEntry:
+    """The listed voice called ``name`` (a client can only pick from the listing)."""
+    for entry in discover_models(root):
+        if entry.name == name:
+            return entry
+    raise PathError(f"no voice called {name!r}; see the model list")
+
+
+def find_cluster(root: str | os.PathLike, name: str) -> Path:
+    """A listed cluster / retrieval file by its project-relative name."""
+    if name not in discover_cluster_files(root):
+        raise PathError(f"no cluster or retrieval file called {name!r}; see the model list")
+    return inside(root, name)

@@ -1,0 +1,355 @@
+"""One loaded voice shared by the web UI and the HTTP APIs, and the conversion options.
+
+    service = VoiceService(root=".")
+    service.load("logs/44k/G_800.pth", "logs/44k/config.json")
+    result = service.convert("raw/song.wav", ConvertOptions(speaker="alice"), "song.wav")
+    # result.path == results/song.wav_0key_alice_sovits_pm.flac (inference_main.py's name)
+
+:class:`ConvertOptions` holds every conversion setting of the 4.1 web UI (sovits-4.1.md §17) with
+**inference_main.py's defaults** (§2.8), so the UI, the APIs and the CLI give the same file for the
+same input. The one place 4.1's web UI differed, the loudness envelope mix (0 in the UI, 1 in the
+CLI), uses the CLI's 1; the output format defaults to the CLI's ``flac``.
+
+All model access goes through one lock: requests are converted one at a time, in arrival order
+(the lock is fair enough for a single-user tool; a model is never swapped mid-conversion).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from webui import paths
+
+F0_PREDICTORS = ("pm", "dio", "harvest", "crepe", "rmvpe", "fcpe")
+OUTPUT_FORMATS = ("flac", "wav", "mp3", "ogg")
+
+
+class ServiceError(ValueError):
+    """A user mistake (bad file, wrong speaker, no model loaded ...): one readable line."""
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions that carry a message for the user rather than a bug."""
+    from common.audio import AudioError
+    from common.checkpoint import CheckpointError
+    from inference.infer_tool import DiffusionUnavailable, F0FilterException
+
+    return (ServiceError, AudioError, CheckpointError, DiffusionUnavailable, F0FilterException,
+            paths.PathError, FileNotFoundError, KeyError, ValueError)  # fmt: skip
+
+
+def message(e: BaseException) -> str:
+    """One line for an exception (KeyError's repr quotes are dropped)."""
+    text = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+    return " ".join(str(text).split()) or type(e).__name__
+
+
+class ConvertOptions(BaseModel):
+    """Every conversion setting (§17), with inference_main.py's flag in brackets and its default."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    speaker: str = Field("", description="target speaker name or id (-s); '' = the first speaker")
+    trans: int = Field(0, ge=-48, le=48, description="pitch shift in semitones (-t)")
+    auto_predict_f0: bool = Field(False, description="predict f0 with the model, speech only (-a)")
+    f0_predictor: Literal[F0_PREDICTORS] = Field("pm", description="f0 predictor (-f0p)")
+    cluster_infer_ratio: float = Field(0, ge=0, le=1, description="cluster/retrieval ratio (-cr)")
+    slice_db: int = Field(-40, ge=-100, le=0, description="silence threshold in dB (-sd)")
+    noice_scale: float = Field(0.4, ge=0, le=2, description="prior noise scale (-ns)")
+    pad_seconds: float = Field(0.5, ge=0, le=5, description="padding per slice in s (-p)")
+    clip: float = Field(0, ge=0, le=600, description="forced clip length in s, 0 = off (-cl)")
+    linear_gradient: float = Field(0, ge=0, le=10, description="crossfade between clips in s (-lg)")
+    linear_gradient_retain: float = Field(0.75, ge=0, le=1, description="crossfade kept (-lgr)")
+    enhancer_adaptive_key: int = Field(0, ge=-24, le=24, description="enhancer key (-eak)")
+    f0_filter_threshold: float = Field(
+        0.05, ge=0, le=1, description="crepe/rmvpe/fcpe threshold (-ft)"
+    )
+    loudness_envelope_adjustment: float = Field(
+        1, ge=0, le=1, description="1 keeps the output envelope (-lea)"
+    )
+    k_step: int = Field(100, ge=1, le=1000, description="shallow diffusion steps (-ks)")
+    second_encoding: bool = Field(False, description="re-encode before diffusion (-se)")
+    use_spk_mix: bool = Field(
+        False, description="dynamic speaker mix (-usm; the timeline is sent separately)"
+    )
+    wav_format: Literal[OUTPUT_FORMATS] = Field("flac", description="output format (-wf)")
+    seed: int = Field(52468, description="noise seed (--seed)")  # fmt: skip
+
+
+@dataclass
+class LoadedInfo:
+    model: str
+    config: str
+    cluster: str
+    device: str
+    enhance: bool
+    feature_retrieval: bool
+    speakers: dict[str, int]
+    sampling_rate: int
+
+
+@dataclass
+class ConvertResult:
+    audio: np.ndarray  # float32 [L] at sampling_rate
+    sampling_rate: int
+    input_wav: np.ndarray  # float32 [L_in] at sampling_rate
+    name: str  # inference_main.py's file name
+    path: Path | None  # results/<name> when saved
+    seconds: float  # wall time of the conversion
+
+
+def list_devices() -> list[str]:
+    """``["Auto", "cuda:0 (<name>)", ..., "cpu"]`` (the 4.1 UI's device list)."""
+    import torch
+
+    devs = ["Auto"]
+    if torch.cuda.is_available():
+        devs += [
+            f"cuda:{i} ({torch.cuda.get_device_name(i)})" for i in range(torch.cuda.device_count())
+        ]
+    return devs + ["cpu"]
+
+
+def parse_device(choice: str | None) -> str | None:
+    """``"Auto"``/None → None (auto), ``"cuda:0 (name)"`` → ``"cuda:0"``; anything else is refused."""
+    import re
+
+    if not choice or choice == "Auto":
+        return None
+    dev = choice.split(" ", 1)[0]
+    if not re.fullmatch(r"cpu|cuda(:\d+)?|mps", dev):
+        raise ServiceError(f"device {choice!r}: use cpu, cuda or cuda:<index>")
+    return dev
+
+
+def check_fits(model_path: str | os.PathLike, config_path: str | os.PathLike) -> None:
+    """Raise :class:`ServiceError` unless the checkpoint's tensors fit the model its config builds.
+
+    (``load_checkpoint`` keeps fresh weights for a mismatch, as 4.1 did, which gives noise; the UI
+    says why instead.) A release checkpoint without ``enc_q`` fits.
+    """
+    from common.checkpoint import CheckpointError, safe_load, strip_module_prefix
+    from common.hparams import load_config
+    from models import SynthesizerTrn
+
+    try:
+        hps = load_config(config_path, infer=True)
+        net = SynthesizerTrn(hps.data.filter_length // 2 + 1,
+                             hps.train.segment_size // hps.data.hop_length, **hps.model.to_dict())  # fmt: skip
+    except (AttributeError, TypeError, KeyError, ValueError) as e:
+        raise ServiceError(
+            f"{Path(config_path).name}: not a usable so-vits-svc config ({message(e)})"
+        ) from None
+    ckpt = safe_load(model_path)
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("model"), dict):
+        raise CheckpointError(
+            f"{Path(model_path).name}: not a so-vits-svc checkpoint (no 'model' entry)"
+        )
+    saved = strip_module_prefix(ckpt["model"])
+    own = net.state_dict()
+    wrong = [(k, tuple(saved[k].shape), tuple(v.shape)) for k, v in own.items()
+             if k in saved and saved[k].shape != v.shape]  # fmt: skip
+    missing = [k for k in own if k not in saved and not k.startswith("enc_q.")]
+    if not wrong and not missing:
+        return
+    hint = ""
+    if wrong:
+        k, a, b = wrong[0]
+        what = {
+            "emb_g.weight": " (number of speakers)",
+            "pre.weight": " (speech encoder / ssl_dim)",
+        }
+        hint = f"{k} is {a} in the checkpoint but {b} from the config{what.get(k, '')}"
+    else:
+        hint = f"{len(missing)} tensor(s) missing, e.g. {missing[0]}"
+    raise ServiceError(
+        f"{Path(model_path).name} does not fit {Path(config_path).name}: {hint}; "
+        "choose the config.json the checkpoint was trained with"
+    )
+
+
+class VoiceService:
+    """The loaded voice (an :class:`inference.infer_tool.Svc`) behind a lock."""
+
+    def __init__(self, root: str | os.PathLike = ".", pretrain_dir: str | os.PathLike | None = None,
+                 max_seconds: float = 600.0):  # fmt: skip
+        self.root = Path(root).resolve()
+        self.pretrain_dir = Path(pretrain_dir) if pretrain_dir else self.root / "pretrain"
+        self.results = self.root / paths.RESULTS_DIR
+        self.max_seconds = float(max_seconds)
+        self.lock = threading.RLock()
+        self.svc = None
+        self.info: LoadedInfo | None = None
+
+    # -- model --------------------------------------------------------------------------------
+    def load(self, model_path: str | os.PathLike, config_path: str | os.PathLike, cluster_path: str | os.PathLike = "",
+             device: str | None = None, enhance: bool = False) -> LoadedInfo:  # fmt: skip
+        """Load a voice (replacing the current one). A ``.npz``/``.pkl`` cluster file means feature
+        retrieval, anything else k-means (as 4.1's UI decided)."""
+        from inference.infer_tool import Svc
+
+        for p, what in ((model_path, "model"), (config_path, "config")):
+            if not p or not Path(p).is_file():
+                raise ServiceError(f"{what} file {p or '(none)'} not found; pick or upload one")
+        cluster_path = str(cluster_path or "")
+        if cluster_path and not Path(cluster_path).is_file():
+            raise ServiceError(f"cluster / retrieval file {cluster_path} not found")
+        retrieval = Path(cluster_path).suffix in (".npz", ".pkl")
+        check_fits(model_path, config_path)
+        with self.lock:
+            self.unload()
+            import json
+
+            ids = sorted(
+                json.loads(Path(config_path).read_text(encoding="utf-8")).get("spk", {}).values()
+            )
+            mixable = len(ids) > 1 and ids == list(range(len(ids)))  # dynamic mix needs ids 0..n-1
+            svc = Svc(model_path, config_path, device, cluster_path, enhance, feature_retrieval=retrieval,
+                      spk_mix_enable=mixable, pretrain_dir=self.pretrain_dir)  # fmt: skip
+            self.svc = svc
+            self.info = LoadedInfo(str(model_path), str(config_path), cluster_path, str(svc.dev), bool(enhance),
+                                   svc.feature_retrieval, dict(svc.spk2id), svc.target_sample)  # fmt: skip
+            return self.info
+
+    def load_entry(
+        self, name: str, cluster: str = "", device: str | None = None, enhance: bool = False
+    ) -> LoadedInfo:
+        """Load a listed voice by name (a client never sends a path)."""
+        entry = paths.find_model(self.root, name)
+        cluster_path = paths.find_cluster(self.root, cluster) if cluster else ""
+        return self.load(entry.model, entry.config, cluster_path, device, enhance)
+
+    def unload(self) -> None:
+        with self.lock:
+            self.svc = None
+            self.info = None
+            import gc
+
+            gc.collect()
+            try:
+                import torch
+
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+            except RuntimeError:
+                pass
+
+    def require(self):
+        if self.svc is None:
+            raise ServiceError("no voice is loaded; load a model first")
+        return self.svc
+
+    def speaker_name(self, speaker: str | int | None) -> str:
+        """The config's name for ``speaker`` (name or id); '' means the first speaker."""
+        svc = self.require()
+        if speaker in ("", None):
+            if not svc.spk2id:
+                raise ServiceError("the config lists no speakers")
+            return next(iter(svc.spk2id))
+        sid = svc.speaker_id(str(speaker))
+        return svc.speaker_name(sid) or str(sid)
+
+    # -- conversion -----------------------------------------------------------------------------
+    def read_input(self, audio: str | os.PathLike | bytes | np.ndarray) -> np.ndarray:
+        """Decode an input (path, uploaded bytes, or a wav already at the model's rate) → float32
+        mono at the model's rate, with its length checked."""
+        import io
+
+        import soundfile as sf
+
+        from common.audio import AudioError, load_audio, resample
+
+        sr = self.require().target_sample
+        if isinstance(audio, np.ndarray):
+            wav = np.ascontiguousarray(audio, dtype=np.float32)
+        elif isinstance(audio, (bytes, bytearray)):
+            if not audio:
+                raise AudioError("upload: empty file")
+            try:
+                data, file_sr = sf.read(io.BytesIO(audio), dtype="float32", always_2d=True)
+            except Exception:  # noqa: BLE001
+                raise AudioError(
+                    "upload: not a readable audio file (wav, flac, ogg or mp3)"
+                ) from None
+            if data.size == 0:
+                raise AudioError("upload: contains no samples")
+            if not np.isfinite(data).all():
+                raise AudioError("upload: contains NaN or infinite samples")
+            wav = resample(data.mean(axis=1), file_sr, sr)
+        else:
+            wav, _ = load_audio(audio, sr=sr)
+        if len(wav) > self.max_seconds * sr:
+            raise ServiceError(
+                f"input is {len(wav) / sr:.0f} s long; the limit is {self.max_seconds:.0f} s"
+            )
+        if len(wav) < sr // 10:
+            raise ServiceError("input is shorter than 0.1 s")
+        return wav
+
+    def convert(self, audio: str | os.PathLike | bytes | np.ndarray, opts: ConvertOptions, clean_name: str,
+                spk_mix_map: dict | None = None, progress: Callable[[int, int], None] | None = None,
+                save: bool = True) -> ConvertResult:  # fmt: skip
+        """Convert one input with ``opts``; with ``save`` the result is written to
+        ``results/<inference_main.py's name>`` (``clean_name`` is made a safe file name)."""
+        from common.audio import save_audio
+        from inference.cli import output_name
+
+        clean_name = paths.safe_name(clean_name)
+        with self.lock:
+            svc = self.require()
+            wav = self.read_input(audio)
+            use_mix = bool(opts.use_spk_mix) and len(svc.spk2id) > 1
+            if use_mix:
+                if not spk_mix_map:
+                    raise ServiceError("dynamic voice mix is on but the mix timeline is empty")
+                spk, spk_label = spk_mix_map, "spk_mix"
+            else:
+                spk = spk_label = self.speaker_name(opts.speaker)
+            t0 = time.perf_counter()
+            audio_out = svc.slice_inference(
+                wav, spk, opts.trans, opts.slice_db, opts.cluster_infer_ratio, opts.auto_predict_f0,
+                opts.noice_scale, pad_seconds=opts.pad_seconds, clip_seconds=opts.clip,
+                lg_num=opts.linear_gradient, lgr_num=opts.linear_gradient_retain, f0_predictor=opts.f0_predictor,
+                enhancer_adaptive_key=opts.enhancer_adaptive_key, cr_threshold=opts.f0_filter_threshold,
+                k_step=opts.k_step, use_spk_mix=use_mix, second_encoding=opts.second_encoding,
+                loudness_envelope_adjustment=opts.loudness_envelope_adjustment, seed=opts.seed,
+                progress=progress,
+            )  # fmt: skip
+            took = time.perf_counter() - t0
+            name = output_name(clean_name, opts.trans, spk_label, opts.cluster_infer_ratio, opts.auto_predict_f0,
+                               opts.f0_predictor, opts.wav_format)  # fmt: skip
+            path = None
+            if save:
+                path = paths.inside(self.results, self.results / name)
+                save_audio(path, audio_out, svc.target_sample, format=opts.wav_format)
+            return ConvertResult(audio_out, svc.target_sample, wav, name, path, took)
+
+    def f0_curves(self, wav_in: np.ndarray, wav_out: np.ndarray, predictor: str = "pm",
+                  threshold: float = 0.05) -> tuple[np.ndarray, np.ndarray, float]:  # fmt: skip
+        """Raw f0 (Hz, 0 = unvoiced) of the input and the output, and the frame period in s."""
+        with self.lock:
+            svc = self.require()
+            pred = svc.f0_predictor(predictor, threshold)
+            f_in = np.asarray(pred.compute_f0(np.asarray(wav_in, np.float32)), np.float32)
+            f_out = np.asarray(pred.compute_f0(np.asarray(wav_out, np.float32)), np.float32)
+            return f_in, f_out, svc.hop_size / svc.target_sample
+
+    def infer_chunk(
+        self, audio: bytes | np.ndarray, speaker: str | int, tran: float
+    ) -> tuple[np.ndarray, int]:
+        """One short chunk converted whole (4.1 flask_api's raw path: no slicing, cluster 0,
+        noise 0.4, f0 ``pm``) → ``(float32 [L], model rate)``."""
+        with self.lock:
+            svc = self.require()
+            wav = self.read_input(audio)
+            out, _, _ = svc.infer(speaker, tran, wav)
+            return out.detach().float().cpu().numpy(), svc.target_sample
