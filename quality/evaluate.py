@@ -1,0 +1,275 @@
+"""Evaluate a batch of conversions: every metric of :mod:`quality` per file and on average.
+
+    from quality.evaluate import evaluate
+    report = evaluate(items, "eval_out")
+
+``items`` is a list of dicts, one per converted file::
+
+    {"output": "results/x.flac",          # converted audio (any soundfile-readable format)
+     "source": "raw/x.wav",               # the input that was converted
+     "transpose": -12,                    # semitones applied in conversion (the -t flag)
+     "target_bank": ["a.wav", ...],       # clips of the target speaker (paths, or one folder)
+     "source_bank": ["b.wav", ...],       # optional: clips of the source speaker (default [source])
+     "transcript": "text",                # optional: the source's words; else ASR of the source
+     "lang": "en",                        # optional; CER/WER only for "en"
+     "slice_boundaries_s": [..]}          # optional: where to look for clicks (else everywhere)
+
+Writes ``out_dir/eval.json`` (the returned report), ``out_dir/eval_table.txt`` and, with
+``plots``, ``out_dir/f0_curves.png`` (first files), ``out_dir/speaker_similarity.png`` and
+``out_dir/<output name>.compare.png`` (spectrograms + f0 of source vs output, first files).
+
+A bad item (unreadable file, output and source of different durations, malformed fields) gets
+``{"error": "<one line>"}`` in its entry and the batch goes on; a missing model raises
+:class:`EvalError` before any file is read.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from common.atomic import write_text
+from common.audio import AudioError, is_audio_file, load_audio
+from quality import ANALYSIS_SR
+from quality.clicks import count_clicks
+from quality.loudness import loudness_corr
+from quality.pitch import PitchTracker, f0_metrics
+from quality.report import aggregate, format_table
+from quality.speaker import SpeakerEncoder, cosine
+
+MAX_BANK_CLIPS = 16
+"""A speaker bank larger than this is sampled evenly (sorted by path) down to this many clips."""
+PLOT_FILES = 4
+"""f0 curves and comparison pictures are drawn for this many files (the first ones)."""
+DURATION_TOLERANCE_S = 0.25
+"""Output and source may differ in duration by this much, or 2 % of the source if more."""
+
+
+class EvalError(Exception):
+    """The evaluation cannot run at all (a model is missing, no items); one-line message."""
+
+
+class ItemError(ValueError):
+    """One item cannot be evaluated; the message names the file and the problem."""
+
+
+def bank_paths(bank) -> list[Path]:
+    """A bank given as a folder (its audio files, recursively) or as a list of paths → paths,
+    sampled evenly down to :data:`MAX_BANK_CLIPS`."""
+    if isinstance(bank, str | os.PathLike):
+        folder = Path(bank)
+        if not folder.is_dir():
+            raise ItemError(f"{folder}: speaker bank folder not found")
+        paths = sorted(p for p in folder.rglob("*") if p.is_file() and is_audio_file(p))
+        if not paths:
+            raise ItemError(f"{folder}: no audio files in this speaker bank folder")
+    elif isinstance(bank, list | tuple) and all(isinstance(p, str | os.PathLike) for p in bank):
+        paths = [Path(p) for p in bank]
+        if not paths:
+            raise ItemError("a speaker bank is an empty list")
+    else:
+        raise ItemError(f"a speaker bank must be a folder or a list of paths, not {bank!r:.60}")
+    if len(paths) > MAX_BANK_CLIPS:
+        paths = [paths[i] for i in np.linspace(0, len(paths) - 1, MAX_BANK_CLIPS).astype(int)]
+    return paths
+
+
+def check_item(item) -> dict:
+    """Validate one item and fill in the defaults (see the module doc)."""
+    if not isinstance(item, dict):
+        raise ItemError(f"an item must be an object with 'output' and 'source', not {item!r:.60}")
+    for key in ("output", "source"):
+        if not isinstance(item.get(key), str | os.PathLike):
+            raise ItemError(f"item {item.get('output', item)!s:.80}: '{key}' (a path) is missing")
+    out = {"output": str(item["output"]), "source": str(item["source"])}
+    try:
+        out["transpose"] = float(item.get("transpose", 0) or 0)
+    except (TypeError, ValueError):
+        raise ItemError(
+            f"{out['output']}: transpose {item['transpose']!r} is not a number"
+        ) from None
+    out["target_bank"] = item.get("target_bank")
+    out["source_bank"] = item.get("source_bank") or [out["source"]]
+    transcript = item.get("transcript")
+    if transcript is not None and not isinstance(transcript, str):
+        raise ItemError(f"{out['output']}: transcript must be text")
+    out["transcript"] = transcript
+    out["lang"] = str(item.get("lang", "en") or "en").lower()
+    bounds = item.get("slice_boundaries_s")
+    if bounds is not None:
+        try:
+            bounds = [float(b) for b in bounds]
+        except (TypeError, ValueError):
+            raise ItemError(
+                f"{out['output']}: slice_boundaries_s must be a list of seconds"
+            ) from None
+    out["slice_boundaries_s"] = bounds
+    return out
+
+
+class Evaluator:
+    """Holds the models and caches (sources, banks) across the items of one batch."""
+
+    def __init__(self, f0_predictor: str = "auto", asr: bool = True, dnsmos: bool = True):
+        from modules.f0 import F0ModelMissing
+
+        try:
+            self.tracker = PitchTracker(f0_predictor)
+        except (F0ModelMissing, ValueError) as e:
+            raise EvalError(f"f0 predictor {f0_predictor!r}: {e}") from None
+        self.speaker = SpeakerEncoder()
+        self.dnsmos = None
+        if dnsmos:
+            from quality.dnsmos import DNSMOSScorer
+
+            self.dnsmos = DNSMOSScorer()
+        self.asr = None
+        if asr:
+            from quality.asr import Transcriber
+
+            try:
+                self.asr = Transcriber()
+            except FileNotFoundError as e:
+                raise EvalError(f"ASR: {e} (or run with --no_asr)") from None
+        self._sources: dict[str, dict] = {}
+        self._banks: dict[tuple, np.ndarray | None] = {}
+        self.warnings: list[str] = []
+
+    def source(self, path: str) -> dict:
+        """The source's 16 kHz audio and f0, and its transcript once asked for (cached)."""
+        if path not in self._sources:
+            wav, _ = load_audio(path, ANALYSIS_SR)
+            self._sources[path] = {"wav": wav, "f0": self.tracker(wav)}
+        return self._sources[path]
+
+    def source_transcript(self, path: str) -> str:
+        s = self.source(path)
+        if "text" not in s:
+            s["text"] = self.asr(s["wav"])
+        return s["text"]
+
+    def bank(self, bank) -> np.ndarray | None:
+        """Mean embedding of a speaker bank (cached); unreadable clips are skipped with a warning."""
+        paths = bank_paths(bank)
+        key = tuple(str(p) for p in paths)
+        if key not in self._banks:
+            wavs = []
+            for p in paths:
+                try:
+                    wavs.append(load_audio(p, ANALYSIS_SR)[0])
+                except AudioError as e:
+                    self.warnings.append(f"speaker bank: {e} (skipped)")
+                    tqdm.write(f"warning: speaker bank: {e} (skipped)")
+            self._banks[key] = self.speaker.embed_speaker(wavs) if wavs else None
+        return self._banks[key]
+
+    def __call__(self, item: dict) -> tuple[dict, dict]:
+        """Metrics of one checked item → (file entry, tracks and audio for the plots)."""
+        out_path = item["output"]
+        wav, _ = load_audio(out_path, ANALYSIS_SR)
+        src = self.source(item["source"])
+        d_out, d_src = len(wav) / ANALYSIS_SR, len(src["wav"]) / ANALYSIS_SR
+        if abs(d_out - d_src) > max(DURATION_TOLERANCE_S, 0.02 * d_src):
+            raise ItemError(f"{out_path}: lasts {d_out:.2f} s but its source {item['source']} "
+                            f"lasts {d_src:.2f} s; is it a conversion of that source?")  # fmt: skip
+        entry = {"name": Path(out_path).name, "output": out_path, "source": item["source"],
+                 "transpose": item["transpose"], "duration_s": round(d_out, 3)}  # fmt: skip
+        out_f0 = self.tracker(wav)
+        entry.update(f0_metrics(src["f0"], out_f0, item["transpose"]))
+        emb = self.speaker.embed(wav)
+        for key, bank in (("secs_target", item["target_bank"]),
+                          ("secs_source", item["source_bank"])):  # fmt: skip
+            ref = self.bank(bank) if bank is not None else None
+            entry[key] = cosine(emb, ref) if emb is not None and ref is not None else None
+        if self.dnsmos is not None:
+            entry.update(self.dnsmos(wav))
+        if self.asr is not None and item["lang"] == "en":
+            from quality.asr import error_rates
+
+            reference = item["transcript"]
+            if reference is None:
+                reference = self.source_transcript(item["source"])
+            entry["transcript_source"] = reference
+            entry["transcript_output"] = self.asr(wav)
+            entry["cer"], entry["wer"] = error_rates(reference, entry["transcript_output"])
+        entry["loudness_corr"] = loudness_corr(src["wav"], wav)
+        native, sr = load_audio(out_path)
+        entry["clicks"] = count_clicks(native, sr, item["slice_boundaries_s"])
+        entry["clicks_where"] = ("slice boundaries" if item["slice_boundaries_s"] is not None
+                                 else "whole file")  # fmt: skip
+        tracks = {"source_f0": src["f0"], "output_f0": out_f0, "source_wav": src["wav"],
+                  "output_wav": wav}  # fmt: skip
+        return entry, tracks
+
+
+def _meta(ev: Evaluator, elapsed: float) -> dict:
+    import torch
+
+    return {
+        "f0_predictor": ev.tracker.name,
+        "speaker_encoder": "resemblyzer GE2E",
+        "dnsmos": "DNSMOS P.835 (speechmos)" if ev.dnsmos else "off",
+        "asr": "whisper tiny.en (CTranslate2)" if ev.asr else "off",
+        "elapsed_s": round(elapsed, 2),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "machine": platform.machine(),
+        "python": platform.python_version(),
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "warnings": ev.warnings,
+    }
+
+
+def _plots(out_dir: Path, files: list[dict], drawn: list[tuple[dict, dict]]) -> None:
+    from quality.plots import plot_comparison, plot_f0_curves, plot_similarity
+
+    if drawn:
+        plot_f0_curves([{**e, **t} for e, t in drawn], out_dir / "f0_curves.png")
+        for e, t in drawn:
+            plot_comparison(t["source_wav"], t["output_wav"], t["source_f0"], t["output_f0"],
+                            e["transpose"], out_dir / f"{e['name']}.compare.png",
+                            title=f"{Path(e['source']).name} → {e['name']}")  # fmt: skip
+    if any(f.get("secs_target") is not None for f in files):
+        plot_similarity(files, out_dir / "speaker_similarity.png")
+
+
+def evaluate(items, out_dir, f0_predictor: str = "auto", asr: bool = True, dnsmos: bool = True,
+             plots: bool = True, progress: bool = True) -> dict:  # fmt: skip
+    """Evaluate ``items`` (see the module doc) → ``{"files", "aggregate", "meta"}``; also written
+    to ``out_dir/eval.json`` with the table in ``out_dir/eval_table.txt`` and the PNGs."""
+    t0 = time.perf_counter()
+    items = list(items)
+    if not items:
+        raise EvalError("nothing to evaluate: the list of items is empty")
+    ev = Evaluator(f0_predictor, asr=asr, dnsmos=dnsmos)
+    files, drawn = [], []
+    for raw in tqdm(items, desc="eval", unit="file", disable=not progress):
+        try:
+            item = check_item(raw)
+            entry, tracks = ev(item)
+        except (ItemError, AudioError) as e:
+            name = raw.get("output", "?") if isinstance(raw, dict) else "?"
+            entry = {"name": Path(str(name)).name, "output": str(name), "error": str(e)}
+            if progress:
+                tqdm.write(f"error: {e}")
+        else:
+            if len(drawn) < PLOT_FILES:
+                drawn.append((entry, tracks))
+        files.append(entry)
+    report = {"files": files, "aggregate": aggregate(files), "meta": {}}
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if plots:
+        _plots(out_dir, files, drawn)
+    report["meta"] = _meta(ev, time.perf_counter() - t0)
+    write_text(out_dir / "eval.json", json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    write_text(out_dir / "eval_table.txt", format_table(report) + "\n")
+    return report
