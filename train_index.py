@@ -29,14 +29,12 @@ def main(argv: list[str] | None = None) -> int:
 
     from cluster.feature_index import save_feature_index, train_index
     from common.atomic import remove_stale_temporaries
-    from common.errors import ConfigError
+    from common.config_check import validate_spk
     from common.hparams import load_config
     from common.locking import folder_lock
 
-    hps = load_config(args.config, purpose="features")
-    if "spk" not in hps or not len(hps.spk):
-        raise ConfigError(f"{args.config}: spk is missing or empty",
-                          "make the config with preprocess_flist_config.py")  # fmt: skip
+    hps = load_config(args.config)
+    validate_spk(hps.to_dict(), args.config)
     out = os.path.join(args.output_dir, "feature_and_index.npz")
     with folder_lock(args.output_dir, "index", own_file=True):
         remove_stale_temporaries(args.output_dir, ".feature_and_index.npz.*.tmp")

@@ -198,13 +198,20 @@ def _check_encoder(path, key: str, name: str) -> None:
               f"choose one of {', '.join(ENCODER_NAMES)}")  # fmt: skip
 
 
+def validate_spk(cfg: dict, path: str | os.PathLike) -> dict:
+    """Check only the ``spk`` map (what the index builder needs): non-empty, ids >= 0 (and below
+    ``model.n_speakers`` when the config has it)."""
+    _check_spk(cfg, path, TRAIN)
+    return cfg["spk"]
+
+
 def _check_spk(cfg: dict, path, purpose: str) -> None:
     spk = cfg.get("spk")
     if spk is None and purpose != TRAIN:
         return
     if not isinstance(spk, dict) or (purpose == TRAIN and not spk):
         _fail(path, "spk", 'must be a non-empty map of speaker name to id, e.g. {"alto": 0}')
-    n = cfg["model"].get("n_speakers")
+    n = (cfg.get("model") or {}).get("n_speakers")
     for name, sid in spk.items():
         if not _is_int(sid) or sid < 0:
             _fail(path, f"spk.{name}", f"is {sid!r}; a speaker id must be an integer >= 0")

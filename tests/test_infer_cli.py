@@ -162,7 +162,7 @@ def test_errors_are_clear(work):
     proc = convert(root, "-n", "missing", "-s", "alto", check=False)
     assert proc.returncode == 1 and "raw/missing.wav" in proc.stderr
     proc = convert(root, "-n", "song", "-s", "alto", "-cr", "0.5", "-cm", "nope.pt", check=False)
-    assert proc.returncode == 1 and "nope.pt not found" in proc.stderr
+    assert proc.returncode == 1 and "nope.pt: not found" in proc.stderr
     proc = convert(root, "-n", "song", "-s", "alto", "-wf", "xyz", check=False)
     assert proc.returncode == 2 and "xyz" in proc.stderr
 
