@@ -7,7 +7,8 @@ generate two synthetic singers → resample.py → preprocess_flist_config.py �
 preprocess_hubert_f0.py (the real whisper-ppg-ct2 encoder shipped with the install; f0 from rmvpe
 when ``pretrain/rmvpe.pt`` is there, else the FCPE model shipped with the install) → train.py (the
 tiny config, a few minutes on the CPU) → cluster/train_cluster.py → inference_main.py (one alto
-clip sung by the bass, plain and with cluster ratio 0.5).
+clip sung by the bass, plain and with cluster ratio 0.5) → train_diff.py (a tiny diffusion model on
+the ``--use_diff`` features) → inference_main.py -shd (the same clip with shallow diffusion).
 Re-running resumes: finished steps are skipped by the scripts themselves.
 """
 
@@ -47,6 +48,40 @@ def best_f0_predictor(work: Path) -> str:
     return "fcpe"
 
 
+def diffusion_demo(work: Path, convert: list[str], steps: int) -> None:
+    """Train a tiny diffusion model (``configs/diffusion_demo.yaml``) and convert once with -shd.
+
+    Without openvpi's NSF-HiFiGAN in ``pretrain/nsf_hifigan`` an untrained stand-in vocoder is
+    written to ``stand_in_nsf_hifigan/``: the flow runs, but that conversion does not sing."""
+    import yaml
+
+    cfg = yaml.safe_load((work / "configs" / "diffusion.yaml").read_text(encoding="utf-8"))
+    vocoder = next((p / "nsf_hifigan" for p in (work / "pretrain", ROOT / "pretrain")
+                    if (p / "nsf_hifigan" / "model").is_file()), None)  # fmt: skip
+    if vocoder is None:
+        import torch
+
+        from vdecoder import NsfHifiGanGenerator, save_nsf_hifigan
+
+        vocoder = work / "stand_in_nsf_hifigan"
+        print(f"== no pretrain/nsf_hifigan: writing an untrained stand-in vocoder to {vocoder}")
+        h = {"resblock": "1", "upsample_rates": [8, 8, 2, 2, 2], "upsample_kernel_sizes": [16, 16, 4, 4, 4],
+             "upsample_initial_channel": 64, "resblock_kernel_sizes": [3], "resblock_dilation_sizes": [[1, 3, 5]],
+             "num_mels": 128, "n_fft": 2048, "hop_size": 512, "win_size": 2048, "sampling_rate": 44100,
+             "fmin": 40, "fmax": 16000}  # fmt: skip
+        torch.manual_seed(0)
+        save_nsf_hifigan(NsfHifiGanGenerator.from_openvpi(h), h, vocoder)
+    cfg["model"].update(n_layers=4, n_chans=64, n_hidden=64, k_step_max=100)
+    cfg["train"].update(batch_size=8, num_workers=0, interval_log=5, interval_val=steps)
+    cfg.update(device="cpu", vocoder={"type": "nsf-hifigan", "ckpt": str(vocoder / "model")})
+    (work / "configs" / "diffusion_demo.yaml").write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    run("train diffusion", [str(ROOT / "train_diff.py"), "-c", "configs/diffusion_demo.yaml",
+                            "--max_steps", str(steps)], work)  # fmt: skip
+    dm = f"logs/44k/diffusion/model_{steps}.pt"
+    run("convert with shallow diffusion", [*convert, "-shd", "-dm", dm, "-dc", "logs/44k/diffusion/config.yaml",
+                                           "-ks", "100"], work)  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -55,6 +90,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--files_per_singer", type=int, default=8)
     p.add_argument(
         "--train_steps", type=int, default=16, help="training steps (about 16 s each on 2 cores)"
+    )
+    p.add_argument(
+        "--diff_steps", type=int, default=20, help="diffusion training steps (tiny model)"
     )
     args = p.parse_args(argv)
     work = Path(args.workdir).resolve()
@@ -72,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     ]
     run("config", config, work)
     f0 = best_f0_predictor(work)
-    features = [str(ROOT / "preprocess_hubert_f0.py"), "--f0_predictor", f0, "--num_processes", "1"]
+    features = [str(ROOT / "preprocess_hubert_f0.py"), "--f0_predictor", f0, "--num_processes", "1",
+                "--use_diff"]  # fmt: skip
     run("features", features, work)
     steps = args.train_steps
     train = [str(ROOT / "train.py"), "-c", "configs/config.json", "-m", "44k", "--max_steps", str(steps),
@@ -87,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
                "-s", "bass", "-t", "-12", "-f0p", f0]  # fmt: skip
     run("convert", convert, work)
     run("convert with cluster ratio 0.5", [*convert, "-cr", "0.5"], work)
+    diffusion_demo(work, convert, args.diff_steps)
 
     print(f"\nDemo finished in {time.time() - t0:.0f} s. Outputs:")
     for label, path in [
@@ -98,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         ("model", model),
         ("TensorBoard logs", work / "logs" / "44k"),
         ("k-means model", work / "logs" / "44k" / "kmeans_10000.pt"),
+        ("diffusion model", work / "logs" / "44k" / "diffusion"),
         ("conversions", work / "results"),
     ]:
         print(f"  {label:18s} {path}")

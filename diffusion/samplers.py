@@ -180,14 +180,19 @@ def _times(t: int, speedup: int, sched: VPSchedule):
     return steps, torch.linspace(1.0, 1.0 / sched.N, steps + 1, dtype=sched.t_array.dtype)
 
 
-def dpm_solver(eps: Eps, x, buffers, t: int, speedup: int, generator=None, data: bool = False):
-    """Multistep DPM-Solver(-2) (``data`` = DPM-Solver++): the correction is
-    ``½·(m_0 − m_1)/r``, ``r = (λ_prev − λ_prevprev)/(λ_t − λ_prev)``."""
+def _ode_start(eps: Eps, x, buffers, t: int, speedup: int, data: bool):
+    """Schedule on ``betas[:t]``, model function, step count, times, and the first evaluation."""
     sched = VPSchedule(buffers["betas"][:t])
     model = _model_fn(eps, sched, data)
     steps, times = _times(t, speedup, sched)
     times = times.to(x.device)
-    prev_t, prev_m = [times[0]], [model(x, times[0])]
+    return sched, model, steps, times, [times[0]], [model(x, times[0])]
+
+
+def dpm_solver(eps: Eps, x, buffers, t: int, speedup: int, generator=None, data: bool = False):
+    """Multistep DPM-Solver(-2) (``data`` = DPM-Solver++): the correction is
+    ``½·(m_0 − m_1)/r``, ``r = (λ_prev − λ_prevprev)/(λ_t − λ_prev)``."""
+    sched, model, steps, times, prev_t, prev_m = _ode_start(eps, x, buffers, t, speedup, data)
     for step in range(1, steps + 1):
         tau = times[step]
         order = 1 if step == 1 or (steps < 10 and step == steps) else 2
@@ -225,11 +230,7 @@ def unipc(eps: Eps, x, buffers, t: int, speedup: int, generator=None):
     """Multistep UniPC-bh2, order 2, data prediction. Each step: predictor (DPM-Solver++-2 form
     with ρ = ½), then the model at the predicted point, then the corrector with ``R ρ = b``;
     the model value at the *predicted* point is reused for the next step."""
-    sched = VPSchedule(buffers["betas"][:t])
-    model = _model_fn(eps, sched, True)
-    steps, times = _times(t, speedup, sched)
-    times = times.to(x.device)
-    prev_t, prev_m = [times[0]], [model(x, times[0])]
+    sched, model, steps, times, prev_t, prev_m = _ode_start(eps, x, buffers, t, speedup, True)
     for step in range(1, steps + 1):
         tau = times[step]
         order = 1 if step == 1 or step == steps else 2

@@ -130,26 +130,31 @@ def process_one(wav_path: str) -> tuple[str, str | None]:
         save_npy(ff.vol_path(wav_path), s["volume"].extract(wav_t).numpy().astype(np.float32))
 
     if s["use_diff"]:
-        mel_ex = s["mel"]
-        if ff.mel_path(wav_path) in todo:
-            mel = mel_ex.extract(wav_t[None])[0]
-            save_npy(ff.mel_path(wav_path), mel.numpy().astype(np.float32))
-        aug = {ff.aug_mel_path(wav_path), ff.aug_keyshift_path(wav_path), ff.aug_vol_path(wav_path)}
-        if aug & set(todo):
-            # Deterministic per file, so a resumed run writes the same augmentation.
-            seed = int.from_bytes(hashlib.sha1(wav_path.encode()).digest()[:4], "little")
-            rng = np.random.default_rng(seed)
-            max_shift = min(1.0, float(np.log10(1.0 / (np.abs(wav).max() + 1e-5))))
-            log10_vol_shift = rng.uniform(-1.0, max_shift)
-            keyshift = float(rng.uniform(-5.0, 5.0))
-            shifted = wav_t * (10**log10_vol_shift)
-            aug_mel = mel_ex.extract(shifted[None], keyshift=keyshift)[0]
-            save_npy(
-                ff.aug_vol_path(wav_path), s["volume"].extract(shifted).numpy().astype(np.float32)
-            )
-            save_npy(ff.aug_keyshift_path(wav_path), np.array([keyshift], np.float32))
-            save_npy(ff.aug_mel_path(wav_path), aug_mel.numpy().astype(np.float32))
+        write_diffusion_features(wav_path, wav, s["mel"], s["volume"], todo)
     return "done", None
+
+
+def write_diffusion_features(wav_path: str, wav: np.ndarray, mel_ex, volume, todo) -> None:
+    """``X.mel.npy`` and the augmentation files (``aug_mel``, ``aug_keyshift``, ``aug_vol``) of
+    the 44.1 kHz ``wav``, those listed in ``todo``. The volume shift ``10**s``,
+    ``s ~ U(−1, min(1, log10(1/(max|x|+1e-5))))``, and key shift ``U(−5, 5)`` are drawn from a
+    generator seeded by the path, so a resumed run writes the same augmentation."""
+    wav_t = torch.from_numpy(wav)
+    if ff.mel_path(wav_path) in todo:
+        mel = mel_ex.extract(wav_t[None])[0]
+        save_npy(ff.mel_path(wav_path), mel.numpy().astype(np.float32))
+    aug = {ff.aug_mel_path(wav_path), ff.aug_keyshift_path(wav_path), ff.aug_vol_path(wav_path)}
+    if aug & set(todo):
+        seed = int.from_bytes(hashlib.sha1(wav_path.encode()).digest()[:4], "little")
+        rng = np.random.default_rng(seed)
+        max_shift = min(1.0, float(np.log10(1.0 / (np.abs(wav).max() + 1e-5))))
+        log10_vol_shift = rng.uniform(-1.0, max_shift)
+        keyshift = float(rng.uniform(-5.0, 5.0))
+        shifted = wav_t * (10**log10_vol_shift)
+        aug_mel = mel_ex.extract(shifted[None], keyshift=keyshift)[0]
+        save_npy(ff.aug_vol_path(wav_path), volume.extract(shifted).numpy().astype(np.float32))
+        save_npy(ff.aug_keyshift_path(wav_path), np.array([keyshift], np.float32))
+        save_npy(ff.aug_mel_path(wav_path), aug_mel.numpy().astype(np.float32))
 
 
 def extract_features(

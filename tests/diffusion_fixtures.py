@@ -45,3 +45,38 @@ def write_diffusion(root: Path, spk: dict, ssl_dim: int = 8, seed: int = 0, name
     torch.save({"global_step": 0, "model": net.state_dict(), "optimizer": opt.state_dict()},
                folder / "model_0.pt")  # fmt: skip
     return folder
+
+
+def write_diffusion_training_set(
+    root: Path, duration: float = 1.4, ssl_dim: int = 8, **train
+) -> dict:
+    """A 2-singer data set with every ``--use_diff`` feature, a tiny NSF-HiFiGAN in
+    ``pretrain/nsf_hifigan`` and ``configs/diffusion.yaml`` (tiny model, 0.5 s crops)."""
+    import numpy as np
+
+    from common.audio import load_audio
+    from modules.mel_processing import NsfMel, VolumeExtractor
+    from preprocess.features import required_outputs, write_diffusion_features
+    from tests.infer_fixtures import NSF_CONFIG
+    from training.synthetic import write_training_set
+    from vdecoder import NsfHifiGanGenerator, save_nsf_hifigan
+
+    root = Path(root)
+    info = write_training_set(root, 2, 4, duration, ssl_dim, write_spec=False, write_vol=True)
+    mel, vol = NsfMel(), VolumeExtractor(512)
+    for rel in info["train"] + info["val"]:
+        path = str(root / rel)
+        wav, _ = load_audio(path, sr=44100)
+        write_diffusion_features(path, np.asarray(wav, np.float32), mel, vol,
+                                 required_outputs(path, True, True))  # fmt: skip
+    torch.manual_seed(1)
+    save_nsf_hifigan(NsfHifiGanGenerator.from_openvpi(NSF_CONFIG), NSF_CONFIG,
+                     root / "pretrain" / "nsf_hifigan")  # fmt: skip
+    cfg = diffusion_config(info["spk"], ssl_dim)
+    cfg["data"]["duration"] = 0.5
+    cfg["infer"]["speedup"] = 50
+    cfg["train"].update(batch_size=4, num_workers=0, interval_log=1, interval_val=4,
+                        interval_force_save=8, save_opt=True, **train)  # fmt: skip
+    (root / "configs").mkdir(exist_ok=True)
+    (root / "configs" / "diffusion.yaml").write_text(yaml.safe_dump(cfg))
+    return {**info, "config": cfg}

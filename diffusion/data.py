@@ -1,0 +1,166 @@
+"""Diffusion training data (sovits-4.1.md §13 "Training"; reference ``diffusion/data_loaders.py``).
+
+For every file-list entry ``X = dataset/44k/<spk>/<name>.wav`` it reads ``X.mel.npy``
+(``[T, 128]``), ``X.aug_mel.npy`` + ``X.aug_keyshift.npy``, ``X.vol.npy``, ``X.aug_vol.npy``,
+``X.f0.npy`` (row 0, Hz) and ``X.soft.pt`` (units stretched to T frames with
+``data.unit_interpolate_mode``, ``[T, C]``; fp16 in memory with ``train.cache_fp16``). The speaker
+id is ``spk[<spk folder>]`` (0 when ``model.n_spk <= 1``).
+
+Training items are ``data.duration``-second crops: ``start ~ U(0, dur − duration − 0.1)`` s,
+``int(duration·sr/hop)`` frames. With probability ½ the augmented mel / volume are used, f0 is
+scaled by ``2^(keyshift/12)`` and ``aug_shift = keyshift``; otherwise ``aug_shift = 0``. Clips
+shorter than ``duration + 0.1`` s are left out (reported once). Validation items are whole files.
+
+Randomness is drawn from a generator seeded by ``(seed, epoch, index)``, so a resumed run sees
+the same crops. Missing diffusion features are a :class:`MissingFeatures` error telling the user
+to run ``preprocess_hubert_f0.py --use_diff``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from common import features as ff
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["DiffusionDataset", "MissingFeatures", "collate"]
+
+
+class MissingFeatures(FileNotFoundError):
+    """A feature file that train_diff.py needs is missing (message says what to run)."""
+
+
+def _need(path: str) -> str:
+    if not os.path.isfile(path):
+        raise MissingFeatures(
+            f"{path}: missing; run preprocess_hubert_f0.py --use_diff to write the diffusion "
+            "features (mel, aug_mel, vol, aug_vol)"
+        )
+    return path
+
+
+class DiffusionDataset(Dataset):
+    def __init__(self, filelist: str | os.PathLike, args, train: bool = True, seed: int = 1234):
+        self.args = args
+        self.train = train
+        self.seed = int(seed)
+        self.epoch = 0
+        self.sr = int(args.data.sampling_rate)
+        self.hop = int(args.data.block_size)
+        self.duration = float(args.data.duration)
+        self.n_spk = int(args.model.n_spk or 1)
+        self.spk = {str(k): int(v) for k, v in (args.spk or {}).items()}
+        self.mode = args.data.unit_interpolate_mode or "left"
+        self.fp16 = bool(args.train.get("cache_fp16", False))
+        self.cache_all = bool(args.train.get("cache_all_data", True))
+        if not os.path.isfile(filelist):
+            raise FileNotFoundError(
+                f"{filelist}: file list not found; run preprocess_flist_config.py first"
+            )
+        paths = [ln.strip() for ln in Path(filelist).read_text(encoding="utf-8").splitlines()]
+        paths = [p for p in paths if p]
+        self.paths, short = [], []
+        for p in paths:
+            for f in (ff.mel_path(p), ff.aug_mel_path(p), ff.aug_keyshift_path(p), ff.vol_path(p),
+                      ff.aug_vol_path(p), ff.f0_path(p), ff.soft_path(p)):  # fmt: skip
+                _need(f)
+            n_frames = np.load(ff.mel_path(p), mmap_mode="r", allow_pickle=False).shape[0]
+            if train and n_frames * self.hop / self.sr < self.duration + 0.1:
+                short.append(p)
+                continue
+            self.paths.append(p)
+        if short:
+            logger.warning(
+                "%d clip(s) shorter than data.duration + 0.1 = %.2f s are left out of training: %s%s",
+                len(short), self.duration + 0.1, ", ".join(short[:5]), " …" if len(short) > 5 else "",
+            )  # fmt: skip
+        if not self.paths:
+            raise ValueError(
+                f"{filelist}: no usable clip (all shorter than data.duration + 0.1 s = "
+                f"{self.duration + 0.1:.2f} s); lower data.duration in the diffusion config"
+            )
+        self._cache: dict[int, dict] = {}
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def speaker_id(self, path: str) -> int:
+        if self.n_spk <= 1:
+            return 0
+        name = Path(path).parent.name
+        if name not in self.spk:
+            raise ValueError(
+                f"{path}: speaker folder {name!r} is not in the diffusion config's spk map "
+                f"({', '.join(self.spk)}); re-run preprocess_flist_config.py"
+            )
+        return self.spk[name]
+
+    def _load(self, i: int) -> dict:
+        if i in self._cache:
+            return self._cache[i]
+        from common.checkpoint import safe_load
+        from training.units import repeat_expand_2d
+
+        p = self.paths[i]
+        mel = ff.load_npy(ff.mel_path(p)).astype(np.float32)
+        n = mel.shape[0]
+        f0 = ff.load_f0(ff.f0_path(p))[0]
+        units = safe_load(ff.soft_path(p))
+        if not torch.is_tensor(units) or units.dim() != 3:
+            raise ValueError(f"{ff.soft_path(p)}: expected a [1, C, T] tensor")
+        units = repeat_expand_2d(units[0].float(), n, self.mode).T.contiguous()
+        item = {
+            "mel": torch.from_numpy(mel),
+            "aug_mel": torch.from_numpy(ff.load_npy(ff.aug_mel_path(p)).astype(np.float32)),
+            "keyshift": float(ff.load_npy(ff.aug_keyshift_path(p)).reshape(-1)[0]),
+            "f0": torch.from_numpy(f0[:n].astype(np.float32))[:, None],
+            "vol": torch.from_numpy(ff.load_npy(ff.vol_path(p))[:n].astype(np.float32))[:, None],
+            "aug_vol": torch.from_numpy(ff.load_npy(ff.aug_vol_path(p))[:n].astype(np.float32))[:, None],
+            "units": units.half() if self.fp16 else units,
+            "spk_id": self.speaker_id(p),
+            "name": p,
+        }  # fmt: skip
+        lengths = {k: item[k].shape[0] for k in ("aug_mel", "f0", "vol", "aug_vol")}
+        bad = {k: v for k, v in lengths.items() if v < n}
+        if bad:
+            raise ValueError(f"{p}: feature lengths {bad} are shorter than the mel ({n} frames); "
+                             "re-run preprocess_hubert_f0.py --use_diff")  # fmt: skip
+        if self.cache_all:
+            self._cache[i] = item
+        return item
+
+    def __getitem__(self, i: int) -> dict:
+        item = self._load(i)
+        mel, vol, f0, shift = item["mel"], item["vol"], item["f0"], 0.0
+        units = item["units"]
+        n = mel.shape[0]
+        if self.train:
+            rng = np.random.default_rng([self.seed, self.epoch, i])
+            dur = n * self.hop / self.sr
+            frames = int(self.duration / (self.hop / self.sr))
+            start = rng.uniform(0, max(dur - self.duration - 0.1, 0))
+            s = min(int(start / (self.hop / self.sr)), n - frames)
+            sl = slice(s, s + frames)
+            if rng.random() < 0.5:
+                mel, vol = item["aug_mel"], item["aug_vol"]
+                f0 = f0 * 2 ** (item["keyshift"] / 12)
+                shift = item["keyshift"]
+            mel, vol, f0, units = mel[sl], vol[sl], f0[sl], units[sl]
+        return {
+            "mel": mel, "f0": f0, "volume": vol, "units": units.float(),
+            "spk_id": torch.LongTensor([item["spk_id"]]),
+            "aug_shift": torch.FloatTensor([[shift]]), "name": item["name"],
+        }  # fmt: skip
+
+
+def collate(items: list[dict]) -> dict:
+    out = {k: torch.stack([it[k] for it in items]) for k in items[0] if k != "name"}
+    out["name"] = [it["name"] for it in items]
+    return out
