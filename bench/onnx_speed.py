@@ -13,9 +13,10 @@ Everything runs in a temporary folder on a random-init generator of the template
    ``torch-fp32`` (Svc's default: weight norm folded, channels-last decoder, ``inference_mode``),
    ``torch-bf16`` (``--precision bf16``), ONNX Runtime at graph optimisation levels ``disable``,
    ``basic``, ``extended``, ``all``, and ``ort-int8``. Each path: 10 s input (861 frames), median
-   of 3 after a warm-up, and (for torch-fp32, torch-bf16 and ORT ``all``) the ``--long`` input cut
-   into 30 s pieces as ``Svc`` does (``max_chunk_seconds``), one run. Real-time factor = run time /
-   audio time. SNR of each path against torch-fp32 on the 10 s input (same seeded noise).
+   of ``--runs`` after a warm-up; then (torch-fp32, torch-bf16, ORT ``all``, each in another fresh
+   process) the ``--long`` input cut into 30 s pieces as ``Svc`` does (``max_chunk_seconds``), one
+   run. Real-time factor = run time / audio time. SNR of each path against torch-fp32 on the 10 s
+   input (same seeded noise). The JSON is rewritten after every step.
 
 fp16 ONNX is not tried: the CPU execution provider has no fp16 convolution kernels, so a
 float16 graph runs through casts and is slower. Results: a table on stdout and JSON in
@@ -128,27 +129,29 @@ def make_runner(work: Path, path: str, threads: int):
     return run
 
 
-def worker(work: Path, path: str, threads: int, long_seconds: float) -> dict:
+def worker(work: Path, path: str, threads: int, long_seconds: float, runs: int) -> dict:
     t0 = time.perf_counter()
     run = make_runner(work, path, threads)
     out = {"path": path, "load_s": time.perf_counter() - t0}
-    x = inputs(861)
-    audio = run(*x)  # warm-up
-    times = []
-    for _ in range(3):
-        t = time.perf_counter()
-        run(*x)
-        times.append(time.perf_counter() - t)
-    np.save(work / f"out_{path}.npy", audio)
-    out["10s"] = {"times_s": times, "median_s": statistics.median(times),
-                  "rtf": statistics.median(times) / (861 * HOP / SR)}  # fmt: skip
-    if path in LONG_PATHS and long_seconds > 0:
+    if long_seconds > 0:  # the long input only (a second worker process)
         total = int(long_seconds * SR / HOP)
         t = time.perf_counter()
         for start in range(0, total, CHUNK_FRAMES):
             run(*inputs(min(CHUNK_FRAMES, total - start), seed=start))
         took = time.perf_counter() - t
         out["long"] = {"seconds": long_seconds, "time_s": took, "rtf": took / (total * HOP / SR)}
+        out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        return out
+    x = inputs(861)
+    audio = run(*x)  # warm-up
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        run(*x)
+        times.append(time.perf_counter() - t)
+    np.save(work / f"out_{path}.npy", audio)
+    out["10s"] = {"times_s": times, "median_s": statistics.median(times),
+                  "rtf": statistics.median(times) / (861 * HOP / SR)}  # fmt: skip
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return out
 
@@ -201,60 +204,82 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--long", type=float, default=180.0, help="long input in seconds (0: skip)")
     p.add_argument("--paths", nargs="+", default=list(PATHS), choices=PATHS)
+    p.add_argument("--runs", type=int, default=3, help="timed runs of the 10 s input per path")
     p.add_argument("--out", type=str, default=None)
     p.add_argument("--worker", nargs=2, metavar=("WORK", "PATH"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker:
-        print(json.dumps(worker(Path(args.worker[0]), args.worker[1], args.threads, args.long)))
+        r = worker(Path(args.worker[0]), args.worker[1], args.threads, args.long, args.runs)
+        print(json.dumps(r))
         return 0
 
+    stamp = time.strftime("%Y%m%d_%H%M%S")
+    out = Path(args.out) if args.out else ROOT / "bench" / "results" / f"onnx_speed_{stamp}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
     result = {"machine": machine(), "threads": args.threads, "load_avg_start": os.getloadavg()}
+
+    def save():  # after every step, so that an interrupted run keeps what it measured
+        result["load_avg_end"] = os.getloadavg()
+        out.write_text(json.dumps(result, indent=2))
+
+    def spawn(work, path, long_seconds):
+        proc = subprocess.run([sys.executable, __file__, "--worker", str(work), path, "--threads",
+                               str(args.threads), "--long", str(long_seconds), "--runs", str(args.runs)],
+                              capture_output=True, text=True,
+                              env=dict(os.environ, OMP_NUM_THREADS=str(args.threads)))  # fmt: skip
+        if proc.returncode != 0:
+            print(f"{path}: failed\n{proc.stderr[-2000:]}", flush=True)
+            return None
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         make_work(work)
         result["export"] = export_all(work)
+        save()
         print(f"export {result['export']['export_s']:.1f} s ({result['export']['size_mb']:.0f} MB); "
               f"int8 {result['export']['int8_quantize_s']:.1f} s", flush=True)  # fmt: skip
         result["parity"] = parity(work, args.threads)
+        save()
         for r in result["parity"]:
-            print(
-                f"parity T={r['frames']}: max|diff| {r['max_abs_diff']:.2e}, SNR {r['snr_db']:.1f} dB",
-                flush=True,
-            )
+            print(f"parity T={r['frames']}: max|diff| {r['max_abs_diff']:.2e}, "
+                  f"SNR {r['snr_db']:.1f} dB", flush=True)  # fmt: skip
         result["paths"] = {}
         for path in args.paths:
-            proc = subprocess.run([sys.executable, __file__, "--worker", str(work), path, "--threads",
-                                   str(args.threads), "--long", str(args.long)],
-                                  capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS=str(args.threads)))  # fmt: skip
-            if proc.returncode != 0:
-                print(f"{path}: failed\n{proc.stderr[-2000:]}", flush=True)
+            r = spawn(work, path, 0)
+            if r is None:
                 continue
-            r = json.loads(proc.stdout.strip().splitlines()[-1])
             result["paths"][path] = r
-            print(f"{path}: 10 s RTF {r['10s']['rtf']:.3f}"
-                  + (f", {r['long']['seconds']:.0f} s RTF {r['long']['rtf']:.3f}" if "long" in r else "")
-                  + f", peak RSS {r['peak_rss_mb']:.0f} MB", flush=True)  # fmt: skip
-        ref_path = work / "out_torch-fp32.npy"
-        if ref_path.exists():
-            ref = np.load(ref_path).ravel()
-            for path, r in result["paths"].items():
-                r["snr_db_vs_torch_fp32"] = snr(ref, np.load(work / f"out_{path}.npy").ravel())
-    result["load_avg_end"] = os.getloadavg()
-
+            ref_path = work / "out_torch-fp32.npy"
+            if ref_path.exists():
+                ref = np.load(ref_path).ravel()
+                for name, done in result["paths"].items():
+                    done["snr_db_vs_torch_fp32"] = snr(
+                        ref, np.load(work / f"out_{name}.npy").ravel()
+                    )
+            save()
+            print(
+                f"{path}: 10 s RTF {r['10s']['rtf']:.3f}, peak RSS {r['peak_rss_mb']:.0f} MB",
+                flush=True,
+            )
+        for path in (p for p in LONG_PATHS if p in result["paths"] and args.long > 0):
+            r = spawn(work, path, args.long)
+            if r is None:
+                continue
+            result["paths"][path]["long"] = r["long"]
+            result["paths"][path]["long_peak_rss_mb"] = r["peak_rss_mb"]
+            save()
+            print(f"{path}: {args.long:.0f} s RTF {r['long']['rtf']:.3f}, "
+                  f"peak RSS {r['peak_rss_mb']:.0f} MB", flush=True)  # fmt: skip
+    save()
     print(f"\n{'path':<14}{'10 s RTF':>10}{'long RTF':>10}{'peak MB':>9}{'SNR vs fp32':>13}")
     for path, r in result["paths"].items():
         long_rtf = f"{r['long']['rtf']:.3f}" if "long" in r else "-"
-        print(f"{path:<14}{r['10s']['rtf']:>10.3f}{long_rtf:>10}{r['peak_rss_mb']:>9.0f}"
+        peak = max(r["peak_rss_mb"], r.get("long_peak_rss_mb", 0))
+        print(f"{path:<14}{r['10s']['rtf']:>10.3f}{long_rtf:>10}{peak:>9.0f}"
               f"{r.get('snr_db_vs_torch_fp32', float('nan')):>12.1f} dB")  # fmt: skip
     print(f"machine: {result['machine']}, threads {args.threads}, load avg {result['load_avg_start']} → "
           f"{result['load_avg_end']}")  # fmt: skip
-    out = (
-        Path(args.out)
-        if args.out
-        else ROOT / "bench" / "results" / f"onnx_speed_{time.strftime('%Y%m%d_%H%M%S')}.json"
-    )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
     print(f"wrote {out}")
     return 0
 

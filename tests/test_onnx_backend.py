@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -106,54 +107,89 @@ def _snr(a, b):
     return float(10 * np.log10((a**2).sum() / max(((a - b) ** 2).sum(), 1e-30)))
 
 
-def test_backend_onnx_equals_torch(work):
-    """Svc(backend="onnx") from the exported file, with a speaker, a dynamic mix, retrieval and
-    the loudness envelope: same length, SNR ≥ 60 dB against the torch backend."""
-    import os
+@pytest.fixture(scope="module")
+def torch_outputs(work):
+    """The torch backend's conversions of raw/song.wav, keyed by case."""
+    from inference.cli import load_spk_mix_map
+    from inference.infer_tool import Svc
 
+    root, _ = work
+    with _cwd(root):
+        svc = Svc("logs/44k/G_0.pth", "logs/44k/config.json", "cpu", spk_mix_enable=True, **SVC_KW)
+        out = {}
+        for case in CASES:
+            args, kw = _case_args(case, load_spk_mix_map)
+            out[case] = svc.slice_inference("raw/song.wav", *args, **kw)
+        return out
+
+
+SVC_KW = dict(cluster_model_path="logs/44k/kmeans_10000.pt", pretrain_dir="pretrain")
+CASES = ("alto", "bass_cluster_loudness", "mix")
+
+
+def _case_args(case, load_mix):
+    """``slice_inference`` arguments: (spk, tran, slice_db, ratio, auto_f0, noise) + keywords."""
+    kw = dict(f0_predictor="dio")
+    if case == "alto":
+        return ("alto", 0, -40, 0, False, 0.4), kw
+    if case == "bass_cluster_loudness":
+        return ("bass", 0, -40, 0.5, False, 0.4), dict(kw, loudness_envelope_adjustment=0.3)
+    return (load_mix("spkmix.py")[0], 0, -40, 0, False, 0.4), dict(kw, use_spk_mix=True)
+
+
+class _cwd:
+    def __init__(self, path):
+        self.path, self.old = path, None
+
+    def __enter__(self):
+        import os
+
+        self.old = os.getcwd()
+        os.chdir(self.path)
+
+    def __exit__(self, *exc):
+        import os
+
+        os.chdir(self.old)
+
+
+def test_backend_onnx_equals_torch(work, torch_outputs):
+    """Svc(backend="onnx") exporting on first use into logs/44k/onnx_cache/, with a speaker,
+    k-means and the loudness envelope, and with a dynamic mix: same length, SNR ≥ 60 dB against
+    the torch backend."""
+    from inference.cli import load_spk_mix_map
     from inference.infer_tool import Svc
 
     root, info = work
-    cwd = os.getcwd()
-    os.chdir(root)
-    try:
-        kw = dict(cluster_model_path="logs/44k/kmeans_10000.pt", pretrain_dir="pretrain")
-        torch_svc = Svc(
-            "logs/44k/G_0.pth", "logs/44k/config.json", "cpu", spk_mix_enable=True, **kw
-        )
-        onnx_svc = Svc("logs/44k/G_0.pth", "logs/44k/config.json", "cpu", spk_mix_enable=True,
-                       backend="onnx", onnx_model="checkpoints/m/m_SoVits.onnx", **kw)  # fmt: skip
-        from inference.cli import load_spk_mix_map
-
-        mix, _ = load_spk_mix_map("spkmix.py")
-        for spk, ratio, extra in (("bass", 0.5, dict(loudness_envelope_adjustment=0.3)),
-                                  (mix, 0, dict(use_spk_mix=True))):  # fmt: skip
-            a, b = (svc.slice_inference("raw/song.wav", spk, 0, -40, ratio, False, 0.4,
-                                        f0_predictor="dio", **extra)
-                    for svc in (torch_svc, onnx_svc))  # fmt: skip
+    with _cwd(root):
+        svc = Svc("logs/44k/G_0.pth", "logs/44k/config.json", "cpu", spk_mix_enable=True,
+                  backend="onnx", **SVC_KW)  # fmt: skip
+        assert list(Path("logs/44k/onnx_cache").glob("G_0-*_SoVits.onnx"))
+        for case in CASES[1:]:
+            args, kw = _case_args(case, load_spk_mix_map)
+            b = svc.slice_inference("raw/song.wav", *args, **kw)
+            a = torch_outputs[case]
             assert len(a) == len(b) == info["inputs"]["song.wav"][0]
-            snr = _snr(a, b)
-            print(f"backend onnx vs torch ({'mix' if spk is mix else spk}): SNR {snr:.1f} dB")
-            assert snr >= 60
-    finally:
-        os.chdir(cwd)
+            print(f"backend onnx vs torch ({case}): SNR {_snr(a, b):.1f} dB")
+            assert _snr(a, b) >= 60
 
 
-def test_inference_main_backend_onnx(work):
-    """The CLI with --backend onnx (export on first use into logs/44k/onnx_cache/): same output
-    name and length as the torch backend; -a is refused in one line."""
+def test_inference_main_backend_onnx(work, torch_outputs):
+    """The CLI with --backend onnx and the file onnx_export.py wrote: same output name and length
+    as the torch backend, same audio; -a is refused in one line."""
     root, info = work
     args = [ROOT / "inference_main.py", "-m", "logs/44k/G_0.pth", "-c", "logs/44k/config.json",
             "-n", "song.wav", "-s", "alto", "-f0p", "dio", "-wf", "wav"]  # fmt: skip
-    out = root / "results" / "song.wav_0key_alto_sovits_dio.wav"
-    run_script([*args, "--backend", "onnx"], cwd=root)
-    onnx_audio, sr = sf.read(out)
-    assert list((root / "logs" / "44k" / "onnx_cache").glob("G_0-*_SoVits.onnx"))
-    run_script(args, cwd=root)
-    torch_audio, _ = sf.read(out)
+    run_script(
+        [*args, "--backend", "onnx", "--onnx_model", "checkpoints/m/m_SoVits.onnx"], cwd=root
+    )
+    # the torch backend's output name for these flags (inference/cli.py output_name)
+    onnx_audio, sr = sf.read(root / "results" / "song.wav_0key_alto_sovits_dio.wav")
+    torch_audio = torch_outputs["alto"]
     assert len(onnx_audio) == len(torch_audio) == info["inputs"]["song.wav"][0] and sr == 44100
-    print(f"inference_main.py --backend onnx vs torch: SNR {_snr(torch_audio, onnx_audio):.1f} dB")
-    assert _snr(torch_audio, onnx_audio) >= 50  # 16-bit files
+    snr = _snr(torch_audio, onnx_audio)
+    print(f"inference_main.py --backend onnx (16-bit wav) vs torch backend: SNR {snr:.1f} dB")
+    assert snr >= 50  # 16-bit file against the float output
     proc = run_script([*args, "--backend", "onnx", "-a"], cwd=root, check=False)
     assert proc.returncode == 2 and proc.stderr.strip().startswith("error: -a")
 
@@ -181,3 +217,37 @@ def test_encoder_export_parity(work):
             f"hubert-soft ONNX L={n}: max|diff| {np.abs(got - ref).max():.2e}, SNR {_snr(ref, got):.1f} dB"
         )
         assert _snr(ref, got) >= 60
+
+
+@pytest.mark.parametrize("name", ["vec768l12", "vec256l9"])
+def test_contentvec_encoder_export(tmp_path, name):
+    """vec-768-layer-12.onnx / vec-256-layer-9.onnx from a tiny ContentVec file in fairseq's
+    format (needs the reference layout in ../shared/reference; skipped without it)."""
+    import onnxruntime as ort
+    import torch
+
+    from onnxexport.encoder import export_encoder
+    from tests.vencoder_checkpoints import TINY_CONTENTVEC, reference_json, write_fairseq_hubert
+    from vencoder import get_speech_encoder
+
+    ref = reference_json("checkpoint_best_legacy_500.json")
+    if ref is None:
+        pytest.skip("shared/reference/formats/checkpoint_best_legacy_500.json not found")
+    pt = tmp_path / "checkpoint_best_legacy_500.pt"
+    write_fairseq_hubert(pt, ref, TINY_CONTENTVEC, [str(i) for i in range(500)])
+    path, _ = export_encoder(name, tmp_path / "hubert", pt)
+    assert (
+        path.name
+        == {"vec768l12": "vec-768-layer-12.onnx", "vec256l9": "vec-256-layer-9.onnx"}[name]
+    )
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    enc = get_speech_encoder(name, "cpu", path=pt)
+    for n in (16000, 23457):
+        wav = torch.from_numpy(np.random.default_rng(n).standard_normal(n).astype(np.float32) * 0.1)
+        want = enc.encoder(wav).transpose(1, 2).numpy()
+        got = sess.run(None, {"source": wav.numpy().reshape(1, 1, -1)})[0]
+        assert got.shape == want.shape
+        print(
+            f"{path.name} L={n}: max|diff| {np.abs(got - want).max():.2e}, SNR {_snr(want, got):.1f} dB"
+        )
+        assert _snr(want, got) >= 60
