@@ -21,6 +21,7 @@ from motion.metrics import pearson
 from motion.synthetic import write_takes
 from tests.conftest import PYTHON, ROOT, run_script
 from tests.infer_fixtures import infer_config, write_random_checkpoint
+from tests.test_motion_capture import _free_port
 
 TRAIN = {"learning_rate": 3e-3, "batch_size": 8, "segment_frames": 128, "log_interval": 50,
          "eval_interval": 150, "keep_ckpts": 2}  # fmt: skip
@@ -118,14 +119,6 @@ def test_end_to_end_prepare_train_convert_stream(prepared):
     src = pred[:130, JAW_OPEN]
     np.testing.assert_allclose(jaw, np.interp(np.arange(n) / 60, np.arange(130) / (44100 / 512), src),
                                atol=1e-5)  # fmt: skip
-
-
-def _free_port() -> int:
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def test_resume_after_kill_9(prepared):
