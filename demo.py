@@ -8,7 +8,9 @@ preprocess_hubert_f0.py (the real whisper-ppg-ct2 encoder shipped with the insta
 when ``pretrain/rmvpe.pt`` is there, else the FCPE model shipped with the install) → train.py (the
 tiny config, a few minutes on the CPU) → cluster/train_cluster.py → inference_main.py (one alto
 clip sung by the bass, plain and with cluster ratio 0.5) → train_diff.py (a tiny diffusion model on
-the ``--use_diff`` features) → inference_main.py -shd (the same clip with shallow diffusion).
+the ``--use_diff`` features) → inference_main.py -shd (the same clip with shallow diffusion) → the
+motion sidecar (synthetic face takes of the bass → motion/prepare_visemes.py → train_visemes.py →
+inference_main.py --visemes: a face track ``*.blendshapes.npy``/``.csv`` next to the conversion).
 Re-running resumes: finished steps are skipped by the scripts themselves.
 """
 
@@ -82,6 +84,27 @@ def diffusion_demo(work: Path, convert: list[str], steps: int) -> None:
                                            "-ks", "100"], work)  # fmt: skip
 
 
+def face_track(work: Path, model: str, convert: list[str], steps: int) -> Path:
+    """Motion sidecar: synthetic face takes of the bass → prepare → train → convert with a face."""
+    import json
+
+    from motion.synthetic import write_takes
+
+    if not (work / "face_takes").is_dir():
+        write_takes(work / "face_takes", [s for s in DEMO_SINGERS if s.name == "bass"], 4, 6.0)
+    run("face: prepare", [str(ROOT / "motion" / "prepare_visemes.py"), "--takes", "face_takes",
+                          "-m", model, "-c", "logs/44k/config.json", "-s", "bass"], work)  # fmt: skip
+    cfg_path = work / "configs" / "visemes.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg["model"].update(hidden=48)
+    cfg["train"].update(segment_frames=128, eval_interval=max(1, steps // 2))
+    cfg_path.write_text(json.dumps(cfg, indent=2))
+    run("face: train", [str(ROOT / "train_visemes.py"), "-c", "configs/visemes.json", "-m", "visemes",
+                        "--max_steps", str(steps)], work)  # fmt: skip
+    run("convert with a face track", [*convert, "--visemes", f"logs/visemes/V_{steps}.pth"], work)
+    return next((work / "results").glob("*.blendshapes.npy"))
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -94,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--diff_steps", type=int, default=20, help="diffusion training steps (tiny model)"
     )
+    p.add_argument("--face_steps", type=int, default=300, help="motion sidecar training steps")
     args = p.parse_args(argv)
     work = Path(args.workdir).resolve()
     raw = work / "dataset_raw"
@@ -127,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     run("convert", convert, work)
     run("convert with cluster ratio 0.5", [*convert, "-cr", "0.5"], work)
     diffusion_demo(work, convert, args.diff_steps)
+    face = face_track(work, model, convert, args.face_steps)
 
     print(f"\nDemo finished in {time.time() - t0:.0f} s. Outputs:")
     for label, path in [
@@ -140,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         ("k-means model", work / "logs" / "44k" / "kmeans_10000.pt"),
         ("diffusion model", work / "logs" / "44k" / "diffusion"),
         ("conversions", work / "results"),
+        ("face track", face),
     ]:
         print(f"  {label:18s} {path}")
     for result in sorted((work / "results").glob(f"{clip.name}_*")):

@@ -75,7 +75,9 @@ def evaluate(pred: np.ndarray, true: np.ndarray, mask: np.ndarray | None = None,
     if loud is not None and baseline is not None:
         base = baseline[0] * np.asarray(loud)[m] + baseline[1]
         out["baseline_corr/JawOpen"] = pearson(base, true[m, JAW_OPEN])
-        out["baseline_mae/JawOpen"] = float(np.mean(np.abs(np.clip(base, 0, 1) - true[m, JAW_OPEN])))
+        out["baseline_mae/JawOpen"] = float(
+            np.mean(np.abs(np.clip(base, 0, 1) - true[m, JAW_OPEN]))
+        )
     return out
 
 

@@ -22,7 +22,9 @@ from motion.channels import N_BLENDSHAPES, N_VALUES
 class _Block(nn.Module):
     def __init__(self, ch: int, kernel: int, dilation: int, dropout: float):
         super().__init__()
-        self.conv = nn.Conv1d(ch, ch, kernel, dilation=dilation, padding=dilation * (kernel - 1) // 2)
+        self.conv = nn.Conv1d(
+            ch, ch, kernel, dilation=dilation, padding=dilation * (kernel - 1) // 2
+        )
         self.proj = nn.Conv1d(ch, ch, 1)
         self.act = nn.LeakyReLU(0.1)
         self.drop = nn.Dropout(dropout)

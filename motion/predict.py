@@ -38,7 +38,9 @@ class VisemesPredictor:
 
         ck = safe_load(path)
         if not isinstance(ck, dict) or "visemes" not in ck or "model" not in ck:
-            raise VisemesError(f"{path}: not a visemes checkpoint (train one with train_visemes.py)")
+            raise VisemesError(
+                f"{path}: not a visemes checkpoint (train one with train_visemes.py)"
+            )
         self.meta = ck["visemes"]
         self.path = str(path)
         self.device = torch.device(device)
@@ -76,7 +78,9 @@ def write_llf_csv(path: str | os.PathLike, values: np.ndarray, fps: float = FPS)
             f.write(f"{timecode(i / fps)},{N_VALUES}," + ",".join(f"{x:.6f}" for x in row) + "\n")
 
 
-def write_track(prefix: str | os.PathLike, values: np.ndarray, fps: float = FPS) -> tuple[Path, Path]:
+def write_track(
+    prefix: str | os.PathLike, values: np.ndarray, fps: float = FPS
+) -> tuple[Path, Path]:
     """Write ``<prefix>.blendshapes.npy`` and ``.csv``; returns both paths."""
     npy, csv = Path(f"{prefix}.blendshapes.npy"), Path(f"{prefix}.blendshapes.csv")
     save_npy(npy, np.asarray(values, np.float32))

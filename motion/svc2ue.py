@@ -133,7 +133,9 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("track", help="<name>.blendshapes.npy (86.13 fps) or a Live Link Face CSV")
-    p.add_argument("--audio", default=None, help="the matching audio (played if sounddevice exists)")
+    p.add_argument(
+        "--audio", default=None, help="the matching audio (played if sounddevice exists)"
+    )
     p.add_argument("--target", default="127.0.0.1:11111", help="HOST:PORT of Unreal's Live Link")
     p.add_argument("--rate", type=float, default=None,
                    help="send rate in fps (default: the track's own, 86.13; e.g. 60)")  # fmt: skip

@@ -89,7 +89,9 @@ def dataset_stats(items: list[Item], train_cfg: dict) -> dict:
         "z_mean": z.mean(1).tolist(),
         "z_std": np.maximum(z.std(1), 1e-3).tolist(),
         "y_std": np.maximum(y.std(0), 0.05).tolist(),
-        "weights": default_weights(bool(train_cfg.get("rotations")), bool(train_cfg.get("eye_look"))),
+        "weights": default_weights(
+            bool(train_cfg.get("rotations")), bool(train_cfg.get("eye_look"))
+        ),
         "z_silence": z_sil.tolist(),
         "rest": (y[quiet].mean(0) if quiet.any() else y.mean(0)).tolist(),
         "baseline": list(fit_loudness_baseline(loud, y[:, JAW_OPEN])),

@@ -55,7 +55,9 @@ def main(argv: list[str] | None = None) -> int:
         config = args.config_path or meta.get("voice_config")
         speaker = args.speaker if args.speaker is not None else meta.get("speaker")
         if not model or not config or speaker is None:
-            raise ValueError(f"{args.visemes}: no voice model/config/speaker recorded; pass -m -c -s")
+            raise ValueError(
+                f"{args.visemes}: no voice model/config/speaker recorded; pass -m -c -s"
+            )
         enc = PosteriorEncoder(model, config, args.device)
         enc.speaker_id(speaker)
     except (CheckpointError, OSError, ValueError) as e:
