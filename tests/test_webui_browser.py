@@ -51,7 +51,7 @@ def ui_url(project, tmp_path_factory):
 
     ui = WebUI(project, temp_dir=tmp_path_factory.mktemp("webui_tmp"))
     port = free_port()
-    demo = ui.launch("127.0.0.1", port, block=False)
+    demo = ui.launch("127.0.0.1", port, max_file_size="5mb", block=False)
     yield f"http://127.0.0.1:{port}/"
     demo.close()
     ui.cleanup()
@@ -254,3 +254,21 @@ def test_text_input_through_espeak_only_when_installed(page, project):
     msg = wait_change(pg, "convert_msg", before)
     assert "results/tts.wav_0key_alto_sovits_pm.flac" in msg, msg
     assert (project / "results/tts.wav_0key_alto_sovits_pm.flac").is_file()
+
+
+def test_ui_serves_no_file_outside_its_folders(ui_url, project):
+    import httpx
+
+    for target in ("/etc/passwd", str(project / "logs/44k/config.json"), str(project / "logs/44k/G_0.pth"),
+                   "../../../etc/passwd", str(ROOT / "README.md")):  # fmt: skip
+        r = httpx.get(f"{ui_url}gradio_api/file={target}", timeout=30)
+        assert r.status_code in (403, 404), (target, r.status_code)
+
+
+def test_ui_upload_size_limit(ui_url):
+    import httpx
+
+    r = httpx.post(
+        f"{ui_url}gradio_api/upload", files={"files": ("big.wav", b"\0" * 6_000_000)}, timeout=60
+    )
+    assert r.status_code == 413 and "maximum" in r.text, (r.status_code, r.text[:200])
