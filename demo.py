@@ -133,14 +133,16 @@ def report_quality(work: Path, clip: str, source_singer: str, target_singer: str
         return
     print(format_table(report))
     for f in report["files"]:
-        if "error" in f or f["f0_corr"] is None or f["secs_target"] is None:
+        if "error" in f or f["secs_target"] is None or f["secs_source"] is None:
             continue
-        melody = "follows" if f["f0_corr"] >= 0.8 else "does NOT follow"
+        corr = f["f0_corr"]
+        melody = "follows" if corr is not None and corr >= 0.8 else "does NOT follow"
+        corr_text = "no common voiced frames" if corr is None else f"F0 corr {corr:.2f}"
         nearer = target_singer if f["secs_target"] > f["secs_source"] else source_singer
-        print(f"  {f['name']}: {melody} the source melody {transpose:+g} st "
-              f"(F0 corr {f['f0_corr']:.2f}); sounds nearer the {nearer} "
-              f"(SECS {target_singer} {f['secs_target']:.3f}, {source_singer} "
-              f"{f['secs_source']:.3f}); picture {results / (f['name'] + '.compare.png')}")  # fmt: skip
+        print(f"  {f['name']}: {melody} the source melody {transpose:+g} st ({corr_text}); "
+              f"sounds nearer the {nearer} (SECS {target_singer} {f['secs_target']:.3f}, "
+              f"{source_singer} {f['secs_source']:.3f}); picture "
+              f"{results / (f['name'] + '.compare.png')}")  # fmt: skip
 
 
 if __name__ == "__main__":
