@@ -170,7 +170,46 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {label:18s} {path}")
     for result in sorted((work / "results").glob(f"{clip.name}_*")):
         print(f"  {'':18s}   {result.name}")
+    report_quality(work, clip.name, source_singer="alto", target_singer="bass", transpose=-12)
     return 0
+
+
+def report_quality(work: Path, clip: str, source_singer: str, target_singer: str,
+                   transpose: float) -> None:  # fmt: skip
+    """Measure the demo's conversions of ``raw/<clip>`` with eval.py's metrics (quality/) and
+    print the table; eval.json, eval_table.txt and the pictures (``<output>.compare.png``:
+    spectrograms and f0 of source vs output) go next to the outputs in ``results/``. ASR is off:
+    the synthetic singers sing no words."""
+    from quality.evaluate import EvalError, evaluate
+    from quality.report import format_table
+
+    results = work / "results"
+    outputs = sorted(p for p in results.glob(f"{clip}_*") if p.suffix != ".png")
+    if not outputs:
+        print("\n== quality: no conversions to measure")
+        return
+    print(f"\n== quality of the conversions (eval.py's metrics, written to {results})", flush=True)
+    raw = work / "dataset_raw"
+    items = [{"output": str(o), "source": str(work / "raw" / clip), "transpose": transpose,
+              "target_bank": str(raw / target_singer), "source_bank": str(raw / source_singer)}
+             for o in outputs]  # fmt: skip
+    try:
+        report = evaluate(items, results, asr=False, progress=False)
+    except EvalError as e:
+        print(f"demo: quality not measured: {e}")
+        return
+    print(format_table(report))
+    for f in report["files"]:
+        if "error" in f or f["secs_target"] is None or f["secs_source"] is None:
+            continue
+        corr = f["f0_corr"]
+        melody = "follows" if corr is not None and corr >= 0.8 else "does NOT follow"
+        corr_text = "no common voiced frames" if corr is None else f"F0 corr {corr:.2f}"
+        nearer = target_singer if f["secs_target"] > f["secs_source"] else source_singer
+        print(f"  {f['name']}: {melody} the source melody {transpose:+g} st ({corr_text}); "
+              f"sounds nearer the {nearer} (SECS {target_singer} {f['secs_target']:.3f}, "
+              f"{source_singer} {f['secs_source']:.3f}); picture "
+              f"{results / (f['name'] + '.compare.png')}")  # fmt: skip
 
 
 if __name__ == "__main__":

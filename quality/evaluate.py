@@ -132,12 +132,17 @@ class Evaluator:
             self.dnsmos = DNSMOSScorer()
         self.asr = None
         if asr:
+            from concurrent.futures import ThreadPoolExecutor
+
             from quality.asr import Transcriber
 
             try:
-                self.asr = Transcriber()
+                self.asr = Transcriber(threads=max(1, (os.cpu_count() or 2) // 2))
             except FileNotFoundError as e:
                 raise EvalError(f"ASR: {e} (or run with --no_asr)") from None
+            # Whisper (CTranslate2, no GIL) decodes in this thread while torch and ONNX work on
+            # the next items: on 2 cores the batch takes about the time of its longer half.
+            self.asr_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="asr")
         self._sources: dict[str, dict] = {}
         self._banks: dict[tuple, np.ndarray | None] = {}
         self.warnings: list[str] = []
@@ -149,10 +154,11 @@ class Evaluator:
             self._sources[path] = {"wav": wav, "f0": self.tracker(wav)}
         return self._sources[path]
 
-    def source_transcript(self, path: str) -> str:
+    def source_transcript(self, path: str):
+        """A future of the source's transcript (submitted once per source)."""
         s = self.source(path)
         if "text" not in s:
-            s["text"] = self.asr(s["wav"])
+            s["text"] = self.asr_pool.submit(self.asr, s["wav"])
         return s["text"]
 
     def bank(self, bank) -> np.ndarray | None:
@@ -181,7 +187,13 @@ class Evaluator:
                             f"lasts {d_src:.2f} s; is it a conversion of that source?")  # fmt: skip
         entry = {"name": Path(out_path).name, "output": out_path, "source": item["source"],
                  "transpose": item["transpose"], "duration_s": round(d_out, 3)}  # fmt: skip
-        out_f0 = self.tracker(wav)
+        tracks = {"source_wav": src["wav"], "output_wav": wav, "source_f0": src["f0"]}
+        if self.asr is not None and item["lang"] == "en":  # decoded meanwhile, in the ASR thread
+            reference = item["transcript"]
+            if reference is None:
+                reference = self.source_transcript(item["source"])
+            tracks["asr"] = (reference, self.asr_pool.submit(self.asr, wav))
+        out_f0 = tracks["output_f0"] = self.tracker(wav)
         entry.update(f0_metrics(src["f0"], out_f0, item["transpose"]))
         emb = self.speaker.embed(wav)
         for key, bank in (("secs_target", item["target_bank"]),
@@ -190,23 +202,22 @@ class Evaluator:
             entry[key] = cosine(emb, ref) if emb is not None and ref is not None else None
         if self.dnsmos is not None:
             entry.update(self.dnsmos(wav))
-        if self.asr is not None and item["lang"] == "en":
-            from quality.asr import error_rates
-
-            reference = item["transcript"]
-            if reference is None:
-                reference = self.source_transcript(item["source"])
-            entry["transcript_source"] = reference
-            entry["transcript_output"] = self.asr(wav)
-            entry["cer"], entry["wer"] = error_rates(reference, entry["transcript_output"])
         entry["loudness_corr"] = loudness_corr(src["wav"], wav)
         native, sr = load_audio(out_path)
         entry["clicks"] = count_clicks(native, sr, item["slice_boundaries_s"])
         entry["clicks_where"] = ("slice boundaries" if item["slice_boundaries_s"] is not None
                                  else "whole file")  # fmt: skip
-        tracks = {"source_f0": src["f0"], "output_f0": out_f0, "source_wav": src["wav"],
-                  "output_wav": wav}  # fmt: skip
         return entry, tracks
+
+
+def _fill_error_rates(entry: dict, reference, output_future) -> None:
+    """CER/WER once the transcripts (``reference``: text or a future) are decoded."""
+    from quality.asr import error_rates
+
+    ref = reference if isinstance(reference, str) else reference.result()
+    entry["transcript_source"] = ref
+    entry["transcript_output"] = output_future.result()
+    entry["cer"], entry["wer"] = error_rates(ref, entry["transcript_output"])
 
 
 def _meta(ev: Evaluator, elapsed: float) -> dict:
@@ -250,20 +261,28 @@ def evaluate(items, out_dir, f0_predictor: str = "auto", asr: bool = True, dnsmo
     if not items:
         raise EvalError("nothing to evaluate: the list of items is empty")
     ev = Evaluator(f0_predictor, asr=asr, dnsmos=dnsmos)
-    files, drawn = [], []
+    files, drawn, pending = [], [], []
     for raw in tqdm(items, desc="eval", unit="file", disable=not progress):
         try:
             item = check_item(raw)
             entry, tracks = ev(item)
-        except (ItemError, AudioError) as e:
+        except (ItemError, AudioError, ValueError, RuntimeError) as e:
             name = raw.get("output", "?") if isinstance(raw, dict) else "?"
-            entry = {"name": Path(str(name)).name, "output": str(name), "error": str(e)}
+            msg = str(e) if isinstance(e, ItemError | AudioError) else f"{name}: {e}"
+            entry = {"name": Path(str(name)).name, "output": str(name), "error": msg}
             if progress:
                 tqdm.write(f"error: {e}")
         else:
+            if "asr" in tracks:
+                pending.append((entry, *tracks.pop("asr")))
             if len(drawn) < PLOT_FILES:
                 drawn.append((entry, tracks))
         files.append(entry)
+    for entry, reference, output_future in tqdm(pending, desc="asr", unit="file",
+                                                disable=not progress):  # fmt: skip
+        _fill_error_rates(entry, reference, output_future)
+    if ev.asr is not None:
+        ev.asr_pool.shutdown()
     report = {"files": files, "aggregate": aggregate(files), "meta": {}}
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

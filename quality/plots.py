@@ -10,6 +10,7 @@ import numpy as np
 from common.atomic import atomic_path
 from quality import ANALYSIS_SR
 from quality.pitch import HOP, hz_to_midi
+from quality.report import short_name
 
 
 def _pyplot():
@@ -68,7 +69,9 @@ def plot_similarity(files: list[dict], path: Path) -> None:
         xs, ys, names = zip(*pts)
         ax.scatter(xs, ys, color="tab:purple", zorder=3)
         for x, y, name in pts[:20]:
-            ax.annotate(name[-24:], (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+            ax.annotate(
+                short_name(name, 24), (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points"
+            )
     ax.set_xlim(lo, 1)
     ax.set_ylim(lo, 1)
     ax.set_xlabel("similarity to the source speaker (SECS)")

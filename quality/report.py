@@ -33,6 +33,14 @@ def aggregate(files: list[dict]) -> dict:
     return out
 
 
+def short_name(name: str, width: int = 28) -> str:
+    """``name`` cut to ``width`` characters in the middle (start and end tell files apart)."""
+    if len(name) <= width:
+        return name
+    head = (width - 1) // 2
+    return name[:head] + "…" + name[len(name) - (width - 1 - head) :]
+
+
 def _cell(value, fmt: str) -> str:
     return "-" if value is None else fmt.format(value)
 
@@ -42,7 +50,7 @@ def format_table(report: dict, name_width: int = 28) -> str:
     header = f"{'file':{name_width}s} " + " ".join(f"{h:>9s}" for _, h, _ in COLUMNS)
     lines = [header, "-" * len(header)]
     for f in report["files"]:
-        name = f["name"][-name_width:]
+        name = short_name(f["name"], name_width)
         if "error" in f:
             lines.append(f"{name:{name_width}s} ERROR: {f['error']}")
             continue
