@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import sys
@@ -96,6 +97,13 @@ def main(argv=None) -> int:
     print(f"torch {torch.__version__}, {args.threads} threads, {res['machine'].get('cpu')}, "
           f"load average at start {res['machine'].get('loadavg_at_start')}", flush=True)  # fmt: skip
     secs = args.seconds
+    out = Path(args.out) if args.out else (
+        ROOT / "bench" / "results" / f"diffusion_speed_{time.strftime('%Y%m%d_%H%M%S')}.json")  # fmt: skip
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+    def save():  # after every item, so a run cut short still leaves its figures
+        out.write_text(json.dumps(res, indent=2))
+
     with tempfile.TemporaryDirectory(prefix="diffusion_speed_") as tmp:
         work = Path(tmp)
         _find_reference_formats()
@@ -121,6 +129,8 @@ def main(argv=None) -> int:
             vol = svc.volume_extractor.extract(audio[None])
             units, f0d, vold = c.transpose(1, 2), f0[:, :, None], vol[:, :T, None]
             rows = {"synthesizer": statistics.median(synth)}
+            res["seconds_of_audio"] = secs
+            res["seconds"] = rows
             print(f"synthesizer (fp32): {rows['synthesizer'] / secs:.3f} s per s", flush=True)
 
             def diff(method, bf16=False):
@@ -132,6 +142,7 @@ def main(argv=None) -> int:
             for m in METHODS:
                 rows[f"diffusion {m}"] = statistics.median(timed(lambda m=m: diff(m), args.runs))
                 print(f"diffusion {m}: {rows[f'diffusion {m}'] / secs:.3f} s per s", flush=True)
+                save()
             if args.bf16:
                 diff("dpm-solver++", True)
                 rows["diffusion dpm-solver++ bf16"] = statistics.median(
@@ -144,6 +155,8 @@ def main(argv=None) -> int:
                 timed(lambda: svc.vocoder.infer(mel, f0d), args.runs)
             )
         res["per_second_of_audio"] = {k: v / secs for k, v in rows.items()}
+        print(f"vocoder: {res['per_second_of_audio']['vocoder']:.3f} s per s", flush=True)
+        save()
 
         # whole conversions of the same synthetic clip
         import soundfile as sf
@@ -153,15 +166,15 @@ def main(argv=None) -> int:
         pipes = {}
         for name, shd in (("plain", False), ("shallow diffusion", True)):
             svc.shallow_diffusion = shd
-            svc.slice_inference(
-                str(path), "spk0", 0, -40, 0, False, 0.4, f0_predictor="pm"
-            )  # warm-up
-            svc.timings.clear()
+            svc.timings.clear()  # (every model is warm from the measurements above)
             t = time.perf_counter()
             svc.slice_inference(str(path), "spk0", 0, -40, 0, False, 0.4, f0_predictor="pm")
             total = time.perf_counter() - t
             pipes[name] = {"total_s": total, "rtf": total / secs,
                            "stages_rtf": {k: v / secs for k, v in svc.timings.items()}}  # fmt: skip
+            res["conversion"] = pipes
+            print(f"conversion {name}: RTF {total / secs:.3f}", flush=True)
+            save()
         res["conversion"] = pipes
     plain, shd = pipes["plain"]["total_s"], pipes["shallow diffusion"]["total_s"]
     res["shallow_diffusion_adds"] = (shd - plain) / plain
@@ -173,13 +186,11 @@ def main(argv=None) -> int:
         print(f"conversion {name:23s} {pr['rtf']:16.3f}   ({stages})")
     print(f"shallow diffusion adds {100 * res['shallow_diffusion_adds']:.0f}% to a fp32 conversion "
           f"(goal: at most 50%)")  # fmt: skip
-    out = (
-        Path(args.out)
-        if args.out
-        else ROOT / "bench" / "results" / f"diffusion_speed_{time.strftime('%Y%m%d_%H%M%S')}.json"
-    )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(res, indent=2))
+    try:
+        res["machine"]["loadavg_at_end"] = os.getloadavg()
+    except OSError:
+        pass
+    save()
     print(f"wrote {out}")
     return 0
 

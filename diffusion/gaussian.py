@@ -106,8 +106,10 @@ class GaussianDiffusion(nn.Module):
         cond = condition.transpose(1, 2)  # [B, H, T]
         b, device = cond.shape[0], cond.device
 
+        dtype = torch.promote_types(cond.dtype, torch.float32)  # noise and x stay fp32 under AMP
+
         def randn(shape):
-            return torch.randn(shape, generator=generator, device=device, dtype=cond.dtype)
+            return torch.randn(shape, generator=generator, device=device, dtype=dtype)
 
         if not infer:
             x0 = self.norm_spec(gt_spec).transpose(1, 2)[:, None, :, :]  # [B, 1, M, T]

@@ -200,7 +200,7 @@ class Svc:
             t0 = time.perf_counter()
             self.load_diffusion(diffusion_model_path, diffusion_config_path)
             self.timings["load_diffusion"] = time.perf_counter() - t0
-        self.net_g_ms = None
+        self.net_g_ms = self.hps_ms = None
         if self.only_diffusion:
             d = self.diffusion_args.data
             self.target_sample = int(d.sampling_rate)
