@@ -251,3 +251,21 @@ def test_contentvec_encoder_export(tmp_path, name):
             f"{path.name} L={n}: max|diff| {np.abs(got - want).max():.2e}, SNR {_snr(want, got):.1f} dB"
         )
         assert _snr(want, got) >= 60
+
+
+def test_faiss_index_export(work, tmp_path):
+    """feature_and_index.npz → Index-<i>.index, i = position in the config's spk (faiss files)."""
+    import faiss
+
+    from cluster.feature_index import load_feature_index
+    from onnxexport.moevs import export_index
+
+    root, info = work
+    spk = info["config"]["spk"]
+    src = root / "logs" / "44k" / "feature_and_index.npz"
+    assert export_index(src, spk, tmp_path) == len(spk)
+    ours = load_feature_index(src)
+    for i, sid in enumerate(spk.values()):
+        index = faiss.read_index(str(tmp_path / f"Index-{i}.index"))
+        assert index.ntotal == ours[sid].ntotal and index.d == ours[sid].index.d
+        np.testing.assert_array_equal(index.reconstruct_n(0, index.ntotal), ours[sid].rows)
