@@ -211,6 +211,14 @@ def main(argv: list[str] | None = None) -> int:
     from common.checkpoint import CheckpointError
     from inference.infer_tool import Svc
 
+    face = None
+    if args.visemes:  # motion sidecar (tiny; runs on the CPU)
+        from motion.predict import VisemesPredictor
+
+        try:
+            face = VisemesPredictor(args.visemes)
+        except (CheckpointError, ValueError, KeyError) as e:
+            return _fail(str(e))
     t0 = time.perf_counter()
     try:
         svc_model = Svc(args.model_path, args.config_path, args.device, args.cluster_model_path, args.enhance,
@@ -220,14 +228,6 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError, KeyError, RuntimeError) as e:
         return _fail(str(e))
     logger.info("model loaded in %.2f s", time.perf_counter() - t0)
-    face = None
-    if args.visemes:
-        from motion.predict import VisemesPredictor
-
-        try:
-            face = VisemesPredictor(args.visemes, svc_model.dev)
-        except (CheckpointError, ValueError, KeyError) as e:
-            return _fail(str(e))
 
     os.makedirs("raw", exist_ok=True)
     os.makedirs("results", exist_ok=True)
