@@ -273,6 +273,14 @@ def main(argv: list[str] | None = None) -> int:
     from common.audio import save_audio
     from inference.infer_tool import Svc
 
+    face = None
+    if args.visemes:  # motion sidecar (tiny; runs on the CPU)
+        from motion.predict import VisemesPredictor
+
+        if args.backend == "onnx" or args.only_diffusion:
+            raise UsageError("--visemes needs the voice model's latent z",
+                             "use it with --backend torch and without -od")  # fmt: skip
+        face = VisemesPredictor(args.visemes)
     t0 = time.perf_counter()
     svc_model = Svc(args.model_path, args.config_path, args.device, args.cluster_model_path, args.enhance,
                     args.diffusion_model_path, args.diffusion_config_path, args.shallow_diffusion,
@@ -281,14 +289,6 @@ def main(argv: list[str] | None = None) -> int:
                     allow_partial=args.allow_partial, backend=args.backend,
                     onnx_model=args.onnx_model)  # fmt: skip
     logger.info("model loaded in %.2f s", time.perf_counter() - t0)
-    face = None
-    if args.visemes:
-        from motion.predict import VisemesPredictor
-
-        if args.backend == "onnx" or svc_model.net_g_ms is None:
-            raise UsageError("--visemes needs the voice model's latent z",
-                             "use it with --backend torch and without -od")  # fmt: skip
-        face = VisemesPredictor(args.visemes, svc_model.dev)
 
     if spk_mix_map is not None and len(spk_mix_map) <= 1:
         use_spk_mix = False

@@ -537,7 +537,7 @@ class Svc:
                 )
             use_bf16 = self.precision == "bf16" and self.dev.type == "cpu"
             synth = self.onnx_synth or self.net_g_ms  # ONNX Runtime runs its graph in float32
-            listener = self.z_listener
+            listener = getattr(self, "z_listener", None)
             hook = listener and self.net_g_ms.dec.register_forward_pre_hook(
                 lambda _m, args: listener.decoder_input(args[0])
             )
@@ -743,8 +743,9 @@ class Svc:
         wav = _read_audio(raw_audio_path, sr)
         self._tick("read", t0)
         pad_len = int(sr * pad_seconds)
-        if self.z_listener is not None:
-            self.z_listener.start(len(wav))
+        listener = getattr(self, "z_listener", None)  # absent on stand-ins built without __init__
+        if listener is not None:
+            listener.start(len(wav))
         plan = self._plan(wav, slice_db, pad_seconds, clip_seconds, lg_num)
 
         if use_spk_mix:
@@ -785,11 +786,9 @@ class Svc:
                 y_len = len(y)
                 y = pad_array(y, len(piece))
                 at = start + offset  # where this piece's first sample belongs
-                if self.z_listener is not None:
+                if listener is not None:
                     blend = k > 0 and lg_size > 0
-                    self.z_listener.piece(
-                        at, pad_len, len(piece), y_len, at + cl if blend else None, r
-                    )
+                    listener.piece(at, pad_len, len(piece), y_len, at + cl if blend else None, r)
                 if k > 0 and lg_size > 0:
                     # the overlap [at, at+lg): keep the previous output up to at+cl, blend r samples,
                     # then this piece from at+cl+r (the reference's formula, in output samples)

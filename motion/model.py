@@ -8,7 +8,7 @@
 - bounded outputs: sigmoid for the 52 blendshapes (0–1), a linear head for the 9 rotations;
 - masks: padded frames are zeroed before every convolution and never reach the loss.
 
-≈ 0.34 M parameters with the defaults (hidden 96, 5 blocks).
+≈ 0.3 M parameters with the defaults (hidden 96, 5 blocks).
 """
 
 from __future__ import annotations

@@ -114,7 +114,7 @@ def test_inference_main_visemes_writes_aligned_track(work):
     values, secs, _ = read_llf_csv(npy.with_suffix(".csv"))
     assert len(values) == len(track)
     np.testing.assert_allclose(values, track, atol=1e-6)
-    np.testing.assert_allclose(secs, np.arange(len(track)) * 512 / 44100, atol=1e-6)
+    np.testing.assert_allclose(secs, np.arange(len(track)) * 512 / 44100, atol=1e-5)  # FF.fff
     assert "face track" in proc.stderr
     bad = run_script([ROOT / "inference_main.py", *base, "--visemes", "logs/44k/G_0.pth"], cwd=work,
                      check=False)  # fmt: skip

@@ -124,14 +124,14 @@ def test_end_to_end_prepare_train_convert_stream(prepared):
 def test_resume_after_kill_9(prepared):
     root = prepared
     args = [PYTHON, ROOT / "train_visemes.py", "-c", "configs/visemes.json", "-m", "killed",
-            "--max_steps", "60", "--device", "cpu"]  # fmt: skip
+            "--max_steps", "30", "--device", "cpu"]  # fmt: skip
     c = json.loads((root / "configs" / "visemes.json").read_text())
-    c["train"].update(eval_interval=20)
+    c["train"].update(eval_interval=10)
     (root / "configs" / "visemes.json").write_text(json.dumps(c))
     env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}
     proc = subprocess.Popen(list(map(str, args)), cwd=root, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)  # fmt: skip
-    first = root / "logs" / "killed" / "V_20.pth"
+    first = root / "logs" / "killed" / "V_10.pth"
     deadline = time.time() + 120
     while not first.exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)
@@ -140,8 +140,8 @@ def test_resume_after_kill_9(prepared):
     assert first.exists()
     done = run_script(args[1:], cwd=root)
     assert "resumed from" in done.stderr and "V_" in done.stderr
-    ck = torch.load(root / "logs" / "killed" / "V_60.pth", weights_only=True)
-    assert ck["iteration"] == 60
+    ck = torch.load(root / "logs" / "killed" / "V_30.pth", weights_only=True)
+    assert ck["iteration"] == 30
     assert not list((root / "logs" / "killed").glob(".V_*.tmp"))
     c["train"].update(TRAIN)
     (root / "configs" / "visemes.json").write_text(json.dumps(c))
