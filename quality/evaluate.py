@@ -271,7 +271,7 @@ def evaluate(items, out_dir, f0_predictor: str = "auto", asr: bool = True, dnsmo
             msg = str(e) if isinstance(e, ItemError | AudioError) else f"{name}: {e}"
             entry = {"name": Path(str(name)).name, "output": str(name), "error": msg}
             if progress:
-                tqdm.write(f"error: {e}")
+                tqdm.write(f"error: {msg}")
         else:
             if "asr" in tracks:
                 pending.append((entry, *tracks.pop("asr")))

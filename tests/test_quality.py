@@ -282,3 +282,26 @@ def test_evaluate_api_with_asr_and_dnsmos(tmp_path):
     assert f["transcript_output"] == f["transcript_source"]
     assert json.loads((tmp_path / "ev" / "eval.json").read_text())["files"][0]["wer"] == 0.0
     assert not list((tmp_path / "ev").glob("*.png"))
+
+
+def test_demo_prints_quality_and_saves_picture(tmp_path, capsys):
+    """demo.py's last step on a stand-in work folder: an exact 'conversion' of an alto clip."""
+    import demo
+
+    work = tmp_path / "work"
+    for singer, seed in (("alto", 30), ("bass", 31)):
+        (work / "dataset_raw" / singer).mkdir(parents=True)
+        sf.write(work / "dataset_raw" / singer / f"{singer}_00.wav",
+                 sing(1.5, ALTO if singer == "alto" else BASS, seed=seed)[0], 44100)  # fmt: skip
+    (work / "raw").mkdir()
+    (work / "results").mkdir()
+    sf.write(work / "raw" / "alto_00.wav", sing(1.5, ALTO, seed=30)[0], 44100)
+    out = work / "results" / "alto_00.wav_-12key_bass_sovits_fcpe.flac"
+    sf.write(out, sing(1.5, ALTO_DOWN, seed=30)[0], 44100)
+    demo.report_quality(work, "alto_00.wav", "alto", "bass", -12)
+    printed = capsys.readouterr().out
+    assert "mean (1 files)" in printed
+    assert f"{out.name}: follows the source melody -12 st" in printed
+    assert "sounds nearer the bass" in printed
+    assert (work / "results" / f"{out.name}.compare.png").read_bytes()[:4] == b"\x89PNG"
+    assert json.loads((work / "results" / "eval.json").read_text())["meta"]["asr"] == "off"
