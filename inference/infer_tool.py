@@ -58,7 +58,7 @@ import numpy as np
 import torch
 
 from common.checkpoint import CheckpointMismatchError
-from common.errors import ConfigError, InputError, UsageError
+from common.errors import ConfigError, InputError
 from inference import slicer
 
 logger = logging.getLogger(__name__)
