@@ -35,6 +35,7 @@ def stub_svc(model=None, spk2id=None):
     svc.n_speakers = len(svc.spk2id)
     svc.timings, svc.dev = {}, torch.device("cpu")
     svc.net_g_ms = SimpleNamespace(character_mix=True)
+    svc.spk_mix_enable, svc.config_path = True, "config.json"
     svc.calls = []
 
     def infer(spk, tran, raw, **kw):
