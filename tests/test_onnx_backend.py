@@ -194,38 +194,38 @@ def test_inference_main_backend_onnx(work, torch_outputs):
     assert proc.returncode == 2 and proc.stderr.strip().startswith("error: -a")
 
 
-def test_encoder_export_parity(work):
-    """checkpoints/hubert/hubert-soft.onnx: input source [1,1,L], output embed [1,T,C]; same
-    units as the torch encoder from the same .pt at two lengths."""
+def _encoder_parity(path: Path, enc, lengths) -> None:
+    """MoeVoiceStudio's names (``source`` [1, 1, L] → ``embed`` [1, T, C]) and the torch
+    encoder's units from the same file, at each length."""
     import onnxruntime as ort
     import torch
 
-    from vencoder import get_speech_encoder
-
-    root, _ = work
-    path = root / "checkpoints" / "hubert" / "hubert-soft.onnx"
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     assert [i.name for i in sess.get_inputs()] == ["source"]
     assert [o.name for o in sess.get_outputs()] == ["embed"]
-    enc = get_speech_encoder("hubertsoft", "cpu", root / "pretrain")
-    for n in (16000, 27361):
+    for n in lengths:
         wav = torch.from_numpy(np.random.default_rng(n).standard_normal(n).astype(np.float32) * 0.1)
-        ref = enc.encoder(wav).transpose(1, 2).numpy()
+        want = enc.encoder(wav).transpose(1, 2).numpy()
         got = sess.run(None, {"source": wav.numpy().reshape(1, 1, -1)})[0]
-        assert got.shape == ref.shape
-        print(
-            f"hubert-soft ONNX L={n}: max|diff| {np.abs(got - ref).max():.2e}, SNR {_snr(ref, got):.1f} dB"
-        )
-        assert _snr(ref, got) >= 60
+        assert got.shape == want.shape
+        snr = _snr(want, got)
+        print(f"{path.name} L={n}: max|diff| {np.abs(got - want).max():.2e}, SNR {snr:.1f} dB")
+        assert snr >= 60
+
+
+def test_encoder_export_parity(work):
+    """checkpoints/hubert/hubert-soft.onnx from onnx_export.py --encoder."""
+    from vencoder import get_speech_encoder
+
+    root, _ = work
+    enc = get_speech_encoder("hubertsoft", "cpu", root / "pretrain")
+    _encoder_parity(root / "checkpoints" / "hubert" / "hubert-soft.onnx", enc, (16000, 27361))
 
 
 @pytest.mark.parametrize("name", ["vec768l12", "vec256l9"])
 def test_contentvec_encoder_export(tmp_path, name):
     """vec-768-layer-12.onnx / vec-256-layer-9.onnx from a tiny ContentVec file in fairseq's
     format (needs the reference layout in ../shared/reference; skipped without it)."""
-    import onnxruntime as ort
-    import torch
-
     from onnxexport.encoder import export_encoder
     from tests.vencoder_checkpoints import TINY_CONTENTVEC, reference_json, write_fairseq_hubert
     from vencoder import get_speech_encoder
@@ -236,21 +236,9 @@ def test_contentvec_encoder_export(tmp_path, name):
     pt = tmp_path / "checkpoint_best_legacy_500.pt"
     write_fairseq_hubert(pt, ref, TINY_CONTENTVEC, [str(i) for i in range(500)])
     path, _ = export_encoder(name, tmp_path / "hubert", pt)
-    assert (
-        path.name
-        == {"vec768l12": "vec-768-layer-12.onnx", "vec256l9": "vec-256-layer-9.onnx"}[name]
-    )
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    enc = get_speech_encoder(name, "cpu", path=pt)
-    for n in (16000, 23457):
-        wav = torch.from_numpy(np.random.default_rng(n).standard_normal(n).astype(np.float32) * 0.1)
-        want = enc.encoder(wav).transpose(1, 2).numpy()
-        got = sess.run(None, {"source": wav.numpy().reshape(1, 1, -1)})[0]
-        assert got.shape == want.shape
-        print(
-            f"{path.name} L={n}: max|diff| {np.abs(got - want).max():.2e}, SNR {_snr(want, got):.1f} dB"
-        )
-        assert _snr(want, got) >= 60
+    expected = {"vec768l12": "vec-768-layer-12.onnx", "vec256l9": "vec-256-layer-9.onnx"}
+    assert path.name == expected[name]
+    _encoder_parity(path, get_speech_encoder(name, "cpu", path=pt), (16000, 23457))
 
 
 def test_faiss_index_export(work, tmp_path):
