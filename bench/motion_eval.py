@@ -64,7 +64,17 @@ def real_take(data: Path, work: Path) -> dict | None:
             "loudness_baseline_corr_jaw": round(pearson(loud, jaw), 3)}  # fmt: skip
 
 
-def score(visemes: str, list_path: str) -> dict:
+def score(visemes: str, list_path: str, cwd: Path | None = None) -> dict:
+    """Metrics on the prepared takes of ``list_path`` (prefixes relative to ``cwd``)."""
+    import os
+
+    if cwd is not None:
+        old = os.getcwd()
+        os.chdir(cwd)
+        try:
+            return score(visemes, list_path)
+        finally:
+            os.chdir(old)
     from motion.metrics import evaluate, mean_metrics
     from motion.predict import VisemesPredictor
     from motion.trainer import load_items
@@ -140,7 +150,11 @@ def main(argv=None) -> int:
         else:
             vis, lst, info = synthetic(work, args.steps)
             info["source"] = "synthetic (motion.synthetic, tiny random voice model)"
-        report["model"] = {"visemes": vis, **info, **score(vis, lst)}
+        report["model"] = {
+            "visemes": vis,
+            **info,
+            **score(vis, lst, None if args.visemes else work),
+        }
     from common.atomic import write_text
 
     write_text(args.out, json.dumps(report, indent=2) + "\n")

@@ -98,6 +98,7 @@ def test_decoder_z_reaches_the_track(work, monkeypatch):
     assert values.shape == (len(wav) // 512, 61) and values.dtype == np.float32
 
 
+@pytest.mark.slow  # subprocess-heavy; the default run keeps the in-process checks
 def test_inference_main_visemes_writes_aligned_track(work):
     base = ["-m", "logs/44k/G_0.pth", "-c", "logs/44k/config.json", "-n", "song.wav", "-s", "bass",
             "-cl", "1.5", "-lg", "0.3", "-wf", "wav"]  # fmt: skip

@@ -121,6 +121,7 @@ def test_end_to_end_prepare_train_convert_stream(prepared):
                                atol=1e-5)  # fmt: skip
 
 
+@pytest.mark.slow  # subprocess-heavy; the default run keeps the in-process checks
 def test_resume_after_kill_9(prepared):
     root = prepared
     args = [PYTHON, ROOT / "train_visemes.py", "-c", "configs/visemes.json", "-m", "killed",
