@@ -29,19 +29,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    from common.checkpoint import CheckpointError
     from diffusion.trainer import DiffTrainOptions, run
 
-    try:
-        run(DiffTrainOptions(**vars(args)))
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    except (OSError, ValueError, KeyError, CheckpointError, FloatingPointError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    run(DiffTrainOptions(**vars(args)))
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from common.cli import run_main
+
+    sys.exit(run_main(main))

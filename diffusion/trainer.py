@@ -35,6 +35,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, Sampler
 
 from common.atomic import torch_save, write_text
+from common.errors import UserError
 from diffusion.data import DiffusionDataset, collate
 from diffusion.unit2mel import build_unit2mel, load_config, load_state
 from training.trainer import ResumableDistributedSampler, _Dist, setup_logging, unwrap
@@ -203,7 +204,7 @@ def validate(model, vocoder, loader, writer, args, step: int, device) -> float:
 def run(opts: DiffTrainOptions) -> int:
     """Train until ``train.epochs`` (or ``--max_steps``). Returns the last global step."""
     d = _Dist()
-    args = load_config(opts.config)
+    args = load_config(opts.config, purpose="train")
     expdir = str(args.env.expdir)
     if d.rank == 0:
         os.makedirs(expdir, exist_ok=True)
@@ -311,9 +312,9 @@ def _run(opts, args, expdir, d: _Dist, device) -> int:
                                  gt_spec=b["mel"].float(), infer=False, generator=gen)  # fmt: skip
                 loss_value = loss.item()
                 if not math.isfinite(loss_value):
-                    raise FloatingPointError(
-                        f"the loss is {loss_value} at step {global_step}; lower train.lr or use "
-                        "amp_dtype fp32"
+                    raise UserError(
+                        f"{opts.config}: the loss is {loss_value} at step {global_step}",
+                        "lower train.lr or use amp_dtype fp32",
                     )
                 optimizer.zero_grad()
                 scaler.scale(loss).backward()

@@ -120,22 +120,15 @@ def build_unit2mel(args: Any, out_dims: int = 128) -> Unit2Mel:
     )  # fmt: skip
 
 
-def load_config(path: str | os.PathLike):
-    """Read a diffusion YAML as :class:`common.hparams.HParams` (one-line errors)."""
-    import yaml
-
+def load_config(path: str | os.PathLike, purpose: str = "infer"):
+    """Read and validate a diffusion YAML (``common.config_check``) as
+    :class:`common.hparams.HParams`; ``purpose`` is ``"train"`` or ``"infer"`` (one-line errors)."""
+    from common.config_check import load_diffusion_config
     from common.hparams import HParams
 
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = yaml.safe_load(f)
-    except FileNotFoundError:
-        raise DiffusionFileError(f"{path}: diffusion config not found") from None
-    except yaml.YAMLError as e:
-        raise ValueError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
-    if not isinstance(data, dict) or not all(k in data for k in ("data", "model")):
-        raise ValueError(f"{path}: not a diffusion config (needs 'data' and 'model' sections)")
-    return HParams(**data)
+    if not os.path.isfile(path):
+        raise DiffusionFileError(f"{path}: diffusion config not found")
+    return HParams(**load_diffusion_config(path, purpose))
 
 
 def load_state(path: str | os.PathLike) -> dict:
