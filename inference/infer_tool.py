@@ -440,11 +440,15 @@ class Svc:
         wav16k = torch.from_numpy(resample(wav, self.target_sample, 16000)).to(self.dev)
         with torch.inference_mode():
             c = self.hubert_model.encoder(wav16k)
-        if c.shape[1] != self.net_g_ms.ssl_dim:
+        if self.net_g_ms is not None:
+            want, key = self.net_g_ms.ssl_dim, "model.ssl_dim"
+        else:  # only diffusion: the diffusion model's unit width
+            want, key = self.diffusion_model.unit_embed.in_features, "data.encoder_out_channels"
+        if c.shape[1] != want:
             raise ConfigError(
-                f"{self.config_path}: model.ssl_dim is {self.net_g_ms.ssl_dim} but the speech "
+                f"{self.config_path}: {key} is {want} but the speech "
                 f"encoder {self.speech_encoder!r} gives {c.shape[1]} channels",
-                "set model.speech_encoder to the encoder the model was trained with",
+                "set the speech encoder to the one the model was trained with",
             )
         c = repeat_expand_2d(c.squeeze(0), f0.shape[1], self.unit_interpolate_mode)
         t0 = self._tick("encoder", t0)
