@@ -440,7 +440,9 @@ class Svc:
         wav16k = torch.from_numpy(resample(wav, self.target_sample, 16000)).to(self.dev)
         with torch.inference_mode():
             c = self.hubert_model.encoder(wav16k)
-        if c.shape[1] != self.net_g_ms.ssl_dim:
+        if (
+            self.net_g_ms is not None and c.shape[1] != self.net_g_ms.ssl_dim
+        ):  # -od: no so-vits model
             raise ConfigError(
                 f"{self.config_path}: model.ssl_dim is {self.net_g_ms.ssl_dim} but the speech "
                 f"encoder {self.speech_encoder!r} gives {c.shape[1]} channels",
