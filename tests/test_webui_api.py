@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from tests.diffusion_fixtures import write_diffusion
 from tests.http_server import serve_in_thread
-from tests.infer_fixtures import make_workdir, singing
+from tests.infer_fixtures import SPK, make_workdir, singing
 
 MAX_MB = 2.0
 
@@ -33,6 +34,7 @@ def api(tmp_path_factory):
     base = tmp_path_factory.mktemp("api")
     root = base / "project"
     make_workdir(root)
+    write_diffusion(root, SPK)  # logs/44k/diffusion/{model_0.pt, config.yaml}, random init
     (base / "outside.txt").write_text("must stay")
     service = VoiceService(root, max_seconds=60)
     service.load(root / "logs/44k/G_0.pth", root / "logs/44k/config.json")
@@ -252,3 +254,50 @@ def test_ten_concurrent_requests_all_answered(api):
     with ThreadPoolExecutor(10) as ex:
         results = list(ex.map(one, range(10)))
     assert all(code == 200 and size > 1000 for code, size in results), results
+
+
+def test_shallow_diffusion_and_only_diffusion_through_the_json_api(api, monkeypatch):
+    """-shd / -od with -ks / -se through the JSON API: the CLI's file name, the input's length."""
+    client, root, *_ = api
+    monkeypatch.chdir(root)  # the diffusion config's vocoder.ckpt is relative, as webUI.py runs it
+    models = client.get("/api/v1/models").json()
+    assert models["diffusion_models"] == ["logs/44k/diffusion/model_0.pt"]
+    assert models["diffusion_configs"] == ["logs/44k/diffusion/config.yaml"]
+    voice = {"model": "logs/44k/G_0.pth", "diffusion_model": "logs/44k/diffusion/model_0.pt",
+             "diffusion_config": "logs/44k/diffusion/config.yaml"}  # fmt: skip
+    r = client.post("/api/v1/load", json={**voice, "model": "logs/44k/G_0.pth", "shallow_diffusion": True,
+                                          "diffusion_config": ""})  # fmt: skip
+    assert r.status_code == 400 and "diffusion config" in r.json()["error"], r.text
+    r = client.post(
+        "/api/v1/load",
+        json={**voice, "diffusion_model": "../../outside.txt", "shallow_diffusion": True},
+    )
+    assert r.status_code == 403, r.text
+    song = wav_bytes(1.0)
+    plain = client.post("/api/v1/convert", files={"audio": ("d.wav", song)})
+    assert plain.status_code == 200, plain.text
+    r = client.post("/api/v1/load", json={**voice, "shallow_diffusion": True})
+    assert r.status_code == 200, r.text
+    loaded = r.json()["loaded"]
+    assert (
+        loaded["shallow_diffusion"] and loaded["diffusion_model"] == "logs/44k/diffusion/model_0.pt"
+    )
+    opts = {"speaker": "bass", "k_step": 40, "second_encoding": True}
+    r = client.post(
+        "/api/v1/convert", data={"options": json.dumps(opts)}, files={"audio": ("d.wav", song)}
+    )
+    assert r.status_code == 200, r.text
+    name = "d.wav_0key_bass_sovdiff_pm.flac"  # inference_main.py -n d.wav -s bass -shd
+    assert r.headers["x-output-path"] == f"results/{name}"
+    out = read(r)[0]
+    assert len(out) == 44100 and np.isfinite(out).all() and np.abs(out).max() > 0
+    np.testing.assert_array_equal(sf.read(root / "results" / name)[0], out)
+    assert not np.array_equal(out, read(plain)[0])  # the diffusion model really ran
+    r = client.post("/api/v1/load", json={**voice, "only_diffusion": True})
+    assert r.status_code == 200 and r.json()["loaded"]["only_diffusion"], r.text
+    r = client.post("/api/v1/convert", data={"options": json.dumps({"speaker": "alto", "k_step": 40})},
+                    files={"audio": ("d.wav", song)})  # fmt: skip
+    assert r.status_code == 200, r.text
+    assert r.headers["x-output-path"] == "results/d.wav_0key_alto_diff_pm.flac"
+    assert len(read(r)[0]) == 44100
+    assert client.post("/api/v1/load", json={"model": "logs/44k/G_0.pth"}).status_code == 200

@@ -272,3 +272,33 @@ def test_ui_upload_size_limit(ui_url):
         f"{ui_url}gradio_api/upload", files={"files": ("big.wav", b"\0" * 6_000_000)}, timeout=60
     )
     assert r.status_code == 413 and "maximum" in r.text, (r.status_code, r.text[:200])
+
+
+def test_onnx_export_button(page, project):
+    """Tools → Export ONNX: the loaded voice lands in checkpoints/<name>/ and onnx_export.py writes
+    <name>_SoVits.onnx (a graph ONNX Runtime opens) and the MoeVoiceStudio checkpoints/<name>.json."""
+    pg = page
+    pg.get_by_role("tab", name="Convert").click()
+    assert (
+        pg.locator("#diffusion_row").is_visible() and pg.locator("#shallow_diffusion").is_visible()
+    )
+    pick(pg, "local_model", "logs/44k/G_0.pth")
+    pg.click("#load_btn")
+    wait_text(pg, "load_msg", "Loaded G_0.pth")
+    pg.get_by_role("tab", name="Tools").click()
+    pg.fill("#onnx_name textarea", "tiny")
+    pg.click("#onnx_btn")
+    msg = wait_change(pg, "onnx_msg", "")
+    out = project / "checkpoints/tiny/tiny_SoVits.onnx"
+    assert msg.startswith("Exported checkpoints/tiny/tiny_SoVits.onnx"), msg
+    assert (project / "checkpoints/tiny/model.pth").read_bytes() == (
+        project / "logs/44k/G_0.pth"
+    ).read_bytes()
+    assert (project / "checkpoints/tiny.json").is_file()
+    import onnxruntime as ort
+
+    names = [
+        i.name
+        for i in ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).get_inputs()
+    ]
+    assert names[:2] == ["c", "f0"], names

@@ -10,8 +10,11 @@ start it with a model loaded once per process.
 - ``POST /wav2wav`` (4.1's flask_api_full_song.py): multipart ``audio`` (**uploaded**; 4.1 read a
   server path from ``audio_path``, which is refused here), ``tran``, ``spk``, ``wav_format``.
   Silence slicing at -40 dB, pad 0.5 s, answers ``temp.<wav_format>``.
-- ``/api/v1/...``: list voices and speakers, load a listed voice, convert with every option of
-  :class:`webui.service.ConvertOptions`; OpenAPI schema at ``/openapi.json``, page at ``/docs``.
+- ``/api/v1/...``: list voices, diffusion models and speakers, load a listed voice (optionally with
+  shallow diffusion / only diffusion and a listed diffusion model + config, or the ONNX Runtime
+  backend), convert with every option of :class:`webui.service.ConvertOptions` (``k_step`` and
+  ``second_encoding`` apply with diffusion; the output is named ``..._sovdiff_...`` / ``..._diff_...``
+  as inference_main.py names it); OpenAPI schema at ``/openapi.json``, page at ``/docs``.
 
 Safety: uploads are limited to ``max_upload_mb`` (413 past it, checked while the body streams in)
 and kept in memory; conversions are serialised by the service's lock; client strings never
@@ -23,7 +26,7 @@ from __future__ import annotations
 
 import io
 import json
-from typing import Annotated
+from typing import Annotated, Literal
 
 import numpy as np
 from fastapi import FastAPI, File, Form, Request, UploadFile
@@ -92,6 +95,19 @@ class LoadRequest(BaseModel):
     )
     device: str | None = Field(None, description="'cpu', 'cuda:0' ... or null for auto")
     enhance: bool = Field(False, description="NSF-HiFiGAN enhancer")
+    diffusion_model: str = Field(
+        "",
+        description="a diffusion model name from GET /api/v1/models (logs/44k/diffusion/*.pt), or ''",
+    )
+    diffusion_config: str = Field(
+        "",
+        description="a diffusion config name from the same list (logs/44k/diffusion/*.yaml), or ''",
+    )
+    shallow_diffusion: bool = Field(False, description="shallow diffusion (-shd)")
+    only_diffusion: bool = Field(False, description="diffusion only (-od)")
+    backend: Literal["torch", "onnx"] = Field(
+        "torch", description="synthesizer in torch or ONNX Runtime"
+    )
 
 
 def _audio_response(audio: np.ndarray, sr: int, fmt: str, filename: str, subtype: str | None = None,
@@ -207,6 +223,7 @@ def create_app(service: VoiceService, max_upload_mb: float = 50.0) -> FastAPI:
     )
     def models() -> dict:
         listed = paths.discover_models(service.root)
+        diff_models, diff_configs = paths.discover_diffusion(service.root)
         return {
             "models": [
                 {
@@ -216,6 +233,8 @@ def create_app(service: VoiceService, max_upload_mb: float = 50.0) -> FastAPI:
                 }
                 for e in listed
             ],  # fmt: skip
+            "diffusion_models": diff_models,
+            "diffusion_configs": diff_configs,
             "loaded": _loaded(),
         }
 
@@ -226,7 +245,10 @@ def create_app(service: VoiceService, max_upload_mb: float = 50.0) -> FastAPI:
         rel = lambda p: _rel(service, p)  # noqa: E731
         return {"model": rel(info.model), "config": rel(info.config), "cluster": rel(info.cluster),
                 "device": info.device, "enhance": info.enhance, "feature_retrieval": info.feature_retrieval,
-                "speakers": info.speakers, "sampling_rate": info.sampling_rate}  # fmt: skip
+                "speakers": info.speakers, "sampling_rate": info.sampling_rate,
+                "diffusion_model": rel(info.diffusion_model), "diffusion_config": rel(info.diffusion_config),
+                "shallow_diffusion": info.shallow_diffusion, "only_diffusion": info.only_diffusion,
+                "backend": info.backend}  # fmt: skip
 
     @app.get("/api/v1/speakers", summary="Speakers of the loaded voice: {name: id}")
     def speakers() -> dict:
@@ -246,7 +268,9 @@ def create_app(service: VoiceService, max_upload_mb: float = 50.0) -> FastAPI:
     def load(req: LoadRequest) -> dict:
         from webui.service import parse_device
 
-        service.load_entry(req.model, req.cluster, parse_device(req.device), req.enhance)
+        service.load_entry(req.model, req.cluster, parse_device(req.device), req.enhance, req.diffusion_model,
+                           req.diffusion_config, shallow_diffusion=req.shallow_diffusion,
+                           only_diffusion=req.only_diffusion, backend=req.backend)  # fmt: skip
         return {"loaded": _loaded()}
 
     @app.post(

@@ -3,16 +3,20 @@
 Tabs (see README "Web UI"):
 
 - **Convert**: the voice panel (local voice from ``logs/44k``/``trained/<name>`` or an uploaded
-  .pth + config, cluster / retrieval file, device, enhancer, load / unload, speaker), every
+  .pth + config, cluster / retrieval file, device, enhancer, synthesizer backend torch / ONNX
+  Runtime, shallow diffusion / only diffusion with a diffusion model + config from
+  ``logs/44k/diffusion/`` or uploaded, load / unload, speaker), every
   conversion setting of 4.1's UI with inference_main.py's defaults, the input (upload, microphone,
   or text through espeak-ng when installed), and the result: player, download (named as the CLI
   names it, in ``results/``), f0 curves of input and output in notes, both spectrograms.
 - **Voice mix**: static merge of checkpoints (convex / linear) into ``trained/<name>/``, and the
   dynamic mix timeline editor (spkmix.py) used by "dynamic voice mix".
-- **Tools**: model compression into ``compressed/``; ONNX export once that work lands.
+- **Tools**: model compression into ``compressed/``; ONNX export of the loaded voice into
+  ``checkpoints/<name>/`` (onnx_export.py).
 
 Files: uploads and pictures live in a temp folder of the UI's own (removed at exit); the UI writes
-only to ``results/``, ``trained/``, ``compressed/`` and ``spkmix.py``; uploads are size-limited.
+only to ``results/``, ``trained/``, ``compressed/``, ``checkpoints/``, ``spkmix.py`` and (ONNX
+Runtime backend) ``<model folder>/onnx_cache/``; uploads are size-limited.
 """
 
 from __future__ import annotations
@@ -79,10 +83,20 @@ class WebUI:
     def cluster_names(self) -> list[str]:
         return [NONE, *paths.discover_cluster_files(self.root)]
 
+    def diffusion_names(self) -> tuple[list[str], list[str]]:
+        models, configs = paths.discover_diffusion(self.root)
+        return [NONE, *models], [NONE, *configs]
+
+    def _diffusion_file(self, upload, name) -> str:
+        """An uploaded diffusion file, else the listed one picked, else ''."""
+        if upload:
+            return upload
+        return str(paths.find_diffusion(self.root, name)) if name and name != NONE else ""
+
     # -- voice panel ----------------------------------------------------------------------------
-    def load(
-        self, source, local_name, up_model, up_config, cluster_name, cluster_upload, device, enhance
-    ):
+    def load(self, source, local_name, up_model, up_config, cluster_name, cluster_upload, device, enhance,
+             diff_name="", diff_upload=None, diff_cfg_name="", diff_cfg_upload=None, shallow=False,
+             only=False, backend="torch"):  # fmt: skip
         import gradio as gr
 
         try:
@@ -100,7 +114,13 @@ class WebUI:
                 if cluster_name and cluster_name != NONE
                 else ""
             )
-            info = self.service.load(model, config, cluster, parse_device(device), bool(enhance))
+            diffusion = {}
+            if shallow or only:
+                diffusion = dict(diffusion_model=self._diffusion_file(diff_upload, diff_name),
+                                 diffusion_config=self._diffusion_file(diff_cfg_upload, diff_cfg_name),
+                                 shallow_diffusion=bool(shallow), only_diffusion=bool(only))  # fmt: skip
+            info = self.service.load(model, config, cluster, parse_device(device), bool(enhance),
+                                     backend=backend or "torch", **diffusion)  # fmt: skip
         except Exception as e:  # noqa: BLE001
             return (
                 self._fail(e),
@@ -116,8 +136,12 @@ class WebUI:
             if info.cluster
             else "none"
         )
-        msg = (f"Loaded {Path(info.model).name} on {info.device}: {len(spk)} speaker(s), cluster: {what}, "
-               f"enhancer: {'on' if info.enhance else 'off'}")  # fmt: skip
+        voice = Path(info.diffusion_model).name if info.only_diffusion else Path(info.model).name
+        diff = {"sovits": "off", "sovdiff": "shallow", "diff": "only"}[info.mode]
+        if info.mode != "sovits":
+            diff += f" ({Path(info.diffusion_model).name})"
+        msg = (f"Loaded {voice} on {info.device}: {len(spk)} speaker(s), cluster: {what}, "
+               f"enhancer: {'on' if info.enhance else 'off'}, diffusion: {diff}, backend: {info.backend}")  # fmt: skip
         mixable = len(spk) > 1 and getattr(self.service.svc.net_g_ms, "character_mix", False)
         return (msg, gr.update(choices=spk, value=spk[0] if spk else None),
                 gr.update(interactive=mixable, value=False), mix.template(info.speakers) if mixable else "")  # fmt: skip
@@ -136,8 +160,11 @@ class WebUI:
         import gradio as gr
 
         names = self.model_names()
+        d_models, d_configs = self.diffusion_names()
         return (gr.update(choices=names, value=names[0] if names else None),
-                gr.update(choices=self.cluster_names(), value=NONE))  # fmt: skip
+                gr.update(choices=self.cluster_names(), value=NONE),
+                gr.update(choices=d_models, value=d_models[min(1, len(d_models) - 1)]),
+                gr.update(choices=d_configs, value=d_configs[min(1, len(d_configs) - 1)]))  # fmt: skip
 
     # -- conversion -----------------------------------------------------------------------------
     def _options(self, values) -> ConvertOptions:
@@ -293,7 +320,10 @@ class WebUI:
                 raise ValueError(
                     (proc.stderr.strip().splitlines() or ["onnx_export.py failed"])[-1]
                 )
-            return f"Exported checkpoints/{name}/ (see onnx_export.py's output there)"
+            onnx = dest / f"{name}_SoVits.onnx"
+            if not onnx.is_file():
+                raise ValueError(f"onnx_export.py did not write checkpoints/{name}/{onnx.name}")
+            return f"Exported checkpoints/{name}/{onnx.name} ({onnx.stat().st_size / 1e6:.1f} MB) and checkpoints/{name}.json"
         except Exception as e:  # noqa: BLE001
             return self._fail(e)
 
@@ -337,19 +367,28 @@ class WebUI:
                                                    label="Cluster model (.pt) or feature index (.npz)")  # fmt: skip
                         cluster_upload = gr.File(label="... or upload one", file_types=[".pt", ".npz"],
                                                  elem_id="cluster_upload")  # fmt: skip
-                    # HOOK(diffusion): shown once the diffusion work lands (webui/hooks.py)
+                    # shallow diffusion (inference_main.py -shd/-od, -dm/-dc); shown when installed
+                    d_models, d_configs = self.diffusion_names()
                     with gr.Row(visible=hooks.diffusion_available(), elem_id="diffusion_row"):
-                        gr.File(
-                            label="Diffusion model (.pt)",
-                            file_types=[".pt"],
-                            elem_id="diffusion_model",
-                        )
-                        gr.File(
-                            label="Diffusion config (.yaml)",
-                            file_types=[".yaml"],
-                            elem_id="diffusion_config",
-                        )
-                        gr.Checkbox(False, label="Only diffusion", elem_id="only_diffusion")
+                        with gr.Column():
+                            diff_name = gr.Dropdown(d_models, value=d_models[min(1, len(d_models) - 1)],
+                                                    label="Diffusion model (logs/44k/diffusion/, -dm)",
+                                                    elem_id="diffusion_name")  # fmt: skip
+                            diff_upload = gr.File(label="... or upload one (.pt)", file_types=[".pt"],
+                                                  elem_id="diffusion_model")  # fmt: skip
+                        with gr.Column():
+                            diff_cfg_name = gr.Dropdown(d_configs, value=d_configs[min(1, len(d_configs) - 1)],
+                                                        label="Diffusion config (-dc)", elem_id="diffusion_config_name")  # fmt: skip
+                            diff_cfg_upload = gr.File(label="... or upload one (.yaml)", file_types=[".yaml"],
+                                                      elem_id="diffusion_config")  # fmt: skip
+                        with gr.Column():
+                            shallow = gr.Checkbox(False, label="Shallow diffusion (-shd; replaces the enhancer)",
+                                                  elem_id="shallow_diffusion")  # fmt: skip
+                            only = gr.Checkbox(False, label="Only diffusion (-od; the so-vits model is not used)",
+                                               elem_id="only_diffusion")  # fmt: skip
+                    backend = gr.Radio(["torch", "onnx"], value="torch", elem_id="backend",
+                                       label="Synthesizer backend (--backend; onnx: ONNX Runtime, exported on "
+                                             "first use into <model folder>/onnx_cache/)")  # fmt: skip
                     with gr.Row():
                         load_btn = gr.Button("Load voice", variant="primary", elem_id="load_btn")
                         unload_btn = gr.Button("Unload voice", elem_id="unload_btn")
@@ -401,7 +440,7 @@ class WebUI:
                                         label="Loudness envelope (-lea; 1 = output's own, 0 = input's)")  # fmt: skip
                         use_mix = gr.Checkbox(False, label="Dynamic voice mix (timeline in the Voice mix tab, -usm)",
                                               interactive=False, elem_id="use_spk_mix")  # fmt: skip
-                        # HOOK(diffusion): shallow-diffusion settings, hidden until diffusion lands
+                        # shallow-diffusion settings (used with shallow diffusion / only diffusion)
                         k_step = gr.Slider(1, 1000, value=d.k_step, step=1, label="Diffusion steps (-ks)",
                                            visible=hooks.diffusion_available(), elem_id="k_step")  # fmt: skip
                         second = gr.Checkbox(d.second_encoding, label="Second encoding (-se)",
@@ -502,14 +541,16 @@ class WebUI:
                 c_file = gr.File(
                     label="Compressed checkpoint", interactive=False, elem_id="compress_file"
                 )
-                # HOOK(onnx): shown once onnx_export.py lands (webui/hooks.py)
+                # ONNX export (onnx_export.py -n <name>), shown when onnx_export.py is present
                 with gr.Group(visible=hooks.onnx_export_script() is not None, elem_id="onnx_group"):
                     gr.Markdown(
                         "### ONNX export of the loaded voice (checkpoints/<name>/, for MoeVoiceStudio)"
                     )
-                    onnx_name = gr.Textbox("model", label="Name")
-                    onnx_btn = gr.Button("Export ONNX")
-                    onnx_msg = gr.Textbox(label="Export status", interactive=False)
+                    onnx_name = gr.Textbox("model", label="Name", elem_id="onnx_name")
+                    onnx_btn = gr.Button("Export ONNX", elem_id="onnx_btn")
+                    onnx_msg = gr.Textbox(
+                        label="Export status", interactive=False, elem_id="onnx_msg"
+                    )
 
             debug = gr.Checkbox(
                 False, label="Debug: print tracebacks to the console", elem_id="debug"
@@ -518,9 +559,10 @@ class WebUI:
             # events
             source.change(lambda s: (gr.update(visible=s == "local"), gr.update(visible=s == "upload")),
                           source, [local_row, upload_row])  # fmt: skip
-            refresh.click(self.refresh, None, [local_name, cluster_name])
+            refresh.click(self.refresh, None, [local_name, cluster_name, diff_name, diff_cfg_name])
             load_btn.click(self.load, [source, local_name, up_model, up_config, cluster_name, cluster_upload, device,
-                                       enhance], [load_msg, speaker, use_mix, mix_text])  # fmt: skip
+                                       enhance, diff_name, diff_upload, diff_cfg_name, diff_cfg_upload, shallow,
+                                       only, backend], [load_msg, speaker, use_mix, mix_text])  # fmt: skip
             unload_btn.click(self.unload, None, [load_msg, speaker, use_mix])
             outs = [convert_msg, audio_out, file_out, f0_img, spec_img]
 

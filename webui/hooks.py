@@ -1,11 +1,9 @@
-"""Hooks for features other branches are building: the UI shows their controls only once the
-code exists, so nothing half-built is ever on screen.
+"""Which optional parts of the project this install has, so the UI shows only what works.
 
-- Shallow diffusion (diffusion model/config uploads, only-diffusion, k_step, second encoding):
-  shown when the ``diffusion`` package is importable **and** ``inference.infer_tool`` accepts it
-  (``Svc`` no longer raises :class:`DiffusionUnavailable`; see :func:`diffusion_available`).
-- ONNX export button: shown when ``onnx_export.py`` (sovits-4.1.md §2.10) exists in the project;
-  it copies the loaded voice to ``checkpoints/<name>/{model.pth, config.json}`` and runs
+- Shallow diffusion (diffusion model / config, shallow diffusion, only diffusion, k_step, second
+  encoding): shown when the ``diffusion`` package is present (:func:`diffusion_available`).
+- ONNX export button: shown when ``onnx_export.py`` (sovits-4.1.md §2.10) is in the project; it
+  copies the loaded voice to ``checkpoints/<name>/{model.pth, config.json}`` and runs
   ``python onnx_export.py -n <name>``, 4.1's contract.
 """
 
@@ -18,18 +16,11 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def diffusion_available() -> bool:
-    """True once the diffusion work has landed (its package and Svc support)."""
-    if importlib.util.find_spec("diffusion") is None:
-        return False
-    import inspect
-
-    from inference import infer_tool
-
-    # the diffusion branch replaces the "not available yet" guard in Svc.__init__
-    return "DiffusionUnavailable(" not in inspect.getsource(infer_tool.Svc.__init__)
+    """True when the ``diffusion`` package (shallow diffusion) is installed with the project."""
+    return importlib.util.find_spec("diffusion") is not None
 
 
 def onnx_export_script() -> Path | None:
-    """``onnx_export.py`` when the ONNX work has landed, else None."""
+    """``onnx_export.py`` when it is in the project, else None."""
     p = REPO_ROOT / "onnx_export.py"
     return p if p.is_file() else None

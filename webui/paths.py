@@ -10,6 +10,8 @@ Folders, relative to the project root (the current folder, like the CLI):
 - ``logs/44k/``: ``G_*.pth`` with ``config.json`` (train.py's output), cluster files;
 - ``trained/<name>/``: one ``*.pth`` and one ``*.json`` per voice (4.1's "local model" folder),
   optionally a cluster / retrieval file;
+- ``logs/44k/diffusion/``: shallow-diffusion models (``model_*.pt``) and ``config.yaml``
+  (train_diff.py's output);
 - ``results/``: conversions, named as inference_main.py names them;
 - ``compressed/``: the compression tab's output.
 """
@@ -22,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 MODEL_DIRS = ("logs/44k", "trained")
+DIFFUSION_DIR = "logs/44k/diffusion"
 RESULTS_DIR = "results"
 COMPRESSED_DIR = "compressed"
 CLUSTER_SUFFIXES = (".pt", ".npz", ".pkl")
@@ -115,4 +118,25 @@ def find_cluster(root: str | os.PathLike, name: str) -> Path:
     """A listed cluster / retrieval file by its project-relative name."""
     if name not in discover_cluster_files(root):
         raise PathError(f"no cluster or retrieval file called {name!r}; see the model list")
+    return inside(root, name)
+
+
+def discover_diffusion(root: str | os.PathLike) -> tuple[list[str], list[str]]:
+    """Diffusion models (``*.pt``, newest step first) and configs (``*.yaml``) in
+    ``logs/44k/diffusion/``, as project-relative names."""
+    folder = Path(root) / DIFFUSION_DIR
+    if not folder.is_dir():
+        return [], []
+    models = sorted((p for p in folder.glob("*.pt") if p.is_file()), key=_step, reverse=True)
+    configs = sorted(p for p in folder.glob("*.yaml") if p.is_file())
+    return [f"{DIFFUSION_DIR}/{p.name}" for p in models], [
+        f"{DIFFUSION_DIR}/{p.name}" for p in configs
+    ]
+
+
+def find_diffusion(root: str | os.PathLike, name: str) -> Path:
+    """A listed diffusion model or config by its project-relative name."""
+    models, configs = discover_diffusion(root)
+    if name not in models + configs:
+        raise PathError(f"no diffusion model or config called {name!r}; see the model list")
     return inside(root, name)

@@ -41,9 +41,10 @@ def user_errors() -> tuple[type[BaseException], ...]:
     """Exceptions that carry a message for the user rather than a bug."""
     from common.audio import AudioError
     from common.checkpoint import CheckpointError
-    from inference.infer_tool import DiffusionUnavailable, F0FilterException
+    from common.errors import UserError
+    from inference.infer_tool import F0FilterException
 
-    return (ServiceError, AudioError, CheckpointError, DiffusionUnavailable, F0FilterException,
+    return (ServiceError, AudioError, CheckpointError, UserError, F0FilterException,
             paths.PathError, FileNotFoundError, KeyError, ValueError)  # fmt: skip
 
 
@@ -95,6 +96,16 @@ class LoadedInfo:
     feature_retrieval: bool
     speakers: dict[str, int]
     sampling_rate: int
+    diffusion_model: str = ""
+    diffusion_config: str = ""
+    shallow_diffusion: bool = False
+    only_diffusion: bool = False
+    backend: str = "torch"
+
+    @property
+    def mode(self) -> str:
+        """The output name's mode, as inference_main.py: ``sovits``, ``sovdiff`` or ``diff``."""
+        return "diff" if self.only_diffusion else "sovdiff" if self.shallow_diffusion else "sovits"
 
 
 @dataclass
@@ -192,41 +203,72 @@ class VoiceService:
 
     # -- model --------------------------------------------------------------------------------
     def load(self, model_path: str | os.PathLike, config_path: str | os.PathLike, cluster_path: str | os.PathLike = "",
-             device: str | None = None, enhance: bool = False) -> LoadedInfo:  # fmt: skip
+             device: str | None = None, enhance: bool = False, *, diffusion_model: str | os.PathLike = "",
+             diffusion_config: str | os.PathLike = "", shallow_diffusion: bool = False,
+             only_diffusion: bool = False, backend: str = "torch") -> LoadedInfo:  # fmt: skip
         """Load a voice (replacing the current one). A ``.npz``/``.pkl`` cluster file means feature
-        retrieval, anything else k-means (as 4.1's UI decided)."""
+        retrieval, anything else k-means (as 4.1's UI decided).
+
+        ``shallow_diffusion`` / ``only_diffusion`` (inference_main.py's ``-shd`` / ``-od``) need
+        ``diffusion_model`` and ``diffusion_config`` (``-dm`` / ``-dc``); only-diffusion uses the
+        diffusion model alone (its config's speakers). ``backend="onnx"`` runs the synthesizer in
+        ONNX Runtime (``--backend onnx``; exported on first use into ``<model folder>/onnx_cache/``).
+        """
         from inference.infer_tool import Svc
 
-        for p, what in ((model_path, "model"), (config_path, "config")):
+        if backend not in ("torch", "onnx"):
+            raise ServiceError(f"backend {backend!r}: use torch or onnx")
+        diffusion = bool(shallow_diffusion or only_diffusion)
+        needed = (
+            [(diffusion_model, "diffusion model"), (diffusion_config, "diffusion config")]
+            if diffusion
+            else []
+        )
+        if not only_diffusion:
+            needed = [(model_path, "model"), (config_path, "config"), *needed]
+        for p, what in needed:
             if not p or not Path(p).is_file():
                 raise ServiceError(f"{what} file {p or '(none)'} not found; pick or upload one")
+        if only_diffusion and backend == "onnx":
+            raise ServiceError(
+                "only diffusion does not use the so-vits synthesizer; choose the torch backend"
+            )
         cluster_path = str(cluster_path or "")
         if cluster_path and not Path(cluster_path).is_file():
             raise ServiceError(f"cluster / retrieval file {cluster_path} not found")
         retrieval = Path(cluster_path).suffix in (".npz", ".pkl")
-        check_fits(model_path, config_path)
+        if not only_diffusion:
+            check_fits(model_path, config_path)
         with self.lock:
             self.unload()
             import json
 
-            ids = sorted(
-                json.loads(Path(config_path).read_text(encoding="utf-8")).get("spk", {}).values()
-            )
+            spk = {}
+            if not only_diffusion:
+                spk = json.loads(Path(config_path).read_text(encoding="utf-8")).get("spk", {})
+            ids = sorted(spk.values())
             mixable = len(ids) > 1 and ids == list(range(len(ids)))  # dynamic mix needs ids 0..n-1
-            svc = Svc(model_path, config_path, device, cluster_path, enhance, feature_retrieval=retrieval,
-                      spk_mix_enable=mixable, pretrain_dir=self.pretrain_dir)  # fmt: skip
+            dm, dc = (str(diffusion_model), str(diffusion_config)) if diffusion else ("", "")
+            svc = Svc(model_path, config_path, device, cluster_path, enhance, dm, dc, bool(shallow_diffusion),
+                      bool(only_diffusion), feature_retrieval=retrieval, spk_mix_enable=mixable,
+                      pretrain_dir=self.pretrain_dir, backend=backend)  # fmt: skip
             self.svc = svc
-            self.info = LoadedInfo(str(model_path), str(config_path), cluster_path, str(svc.dev), bool(enhance),
-                                   svc.feature_retrieval, dict(svc.spk2id), svc.target_sample)  # fmt: skip
+            self.info = LoadedInfo(str(model_path), str(config_path), cluster_path, str(svc.dev),
+                                   svc.nsf_hifigan_enhance, svc.feature_retrieval, dict(svc.spk2id),
+                                   svc.target_sample, dm, dc, svc.shallow_diffusion, svc.only_diffusion,
+                                   backend)  # fmt: skip
             return self.info
 
-    def load_entry(
-        self, name: str, cluster: str = "", device: str | None = None, enhance: bool = False
-    ) -> LoadedInfo:
-        """Load a listed voice by name (a client never sends a path)."""
+    def load_entry(self, name: str, cluster: str = "", device: str | None = None, enhance: bool = False,
+                   diffusion_model: str = "", diffusion_config: str = "", **kw) -> LoadedInfo:  # fmt: skip
+        """Load a listed voice (and listed diffusion files) by name: a client never sends a path.
+        ``kw``: ``shallow_diffusion``, ``only_diffusion``, ``backend`` of :meth:`load`."""
         entry = paths.find_model(self.root, name)
         cluster_path = paths.find_cluster(self.root, cluster) if cluster else ""
-        return self.load(entry.model, entry.config, cluster_path, device, enhance)
+        dm = paths.find_diffusion(self.root, diffusion_model) if diffusion_model else ""
+        dc = paths.find_diffusion(self.root, diffusion_config) if diffusion_config else ""
+        return self.load(entry.model, entry.config, cluster_path, device, enhance, diffusion_model=dm,
+                         diffusion_config=dc, **kw)  # fmt: skip
 
     def unload(self) -> None:
         with self.lock:
@@ -326,7 +368,8 @@ class VoiceService:
             )  # fmt: skip
             took = time.perf_counter() - t0
             name = output_name(clean_name, opts.trans, spk_label, opts.cluster_infer_ratio, opts.auto_predict_f0,
-                               opts.f0_predictor, opts.wav_format)  # fmt: skip
+                               opts.f0_predictor, opts.wav_format, svc.shallow_diffusion,
+                               svc.only_diffusion)  # fmt: skip
             path = None
             if save:
                 path = paths.inside(self.results, self.results / name)
