@@ -32,7 +32,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-DEFAULT_DATA = ROOT.parent / "shared" / "data" / "arkit" / "neurosync_trainer_lite"
+DEFAULT_DATA = next(
+    (p / "shared" / "data" / "arkit" / "neurosync_trainer_lite" for p in (ROOT.parent, ROOT.parent.parent)
+     if (p / "shared").is_dir()),
+    ROOT.parent / "shared" / "data" / "arkit" / "neurosync_trainer_lite",
+)  # fmt: skip
 
 
 def real_take(data: Path, work: Path) -> dict | None:
