@@ -179,9 +179,15 @@ class SpeakerScorer:
         self._banks: dict = {}
 
     def embed(self, path):
-        from resemblyzer import preprocess_wav
+        """16 kHz, peak-normalised, no voice-activity trimming: resemblyzer's own trimming
+        drops all of a buzzy or quiet output and then every such file gets the same embedding."""
+        import numpy as np
 
-        return self.encoder.embed_utterance(preprocess_wav(_load_44k(path), source_sr=44100))
+        from common.audio import load_audio
+
+        wav = load_audio(str(path), 16000)[0]
+        wav = wav / (np.abs(wav).max() + 1e-9) * 0.9
+        return self.encoder.embed_utterance(wav.astype(np.float32))
 
     def bank(self, paths):
         import numpy as np
@@ -266,7 +272,6 @@ def score_checkpoints(work: Path) -> list[dict]:
     import glob
 
     from common.audio import save_audio
-    from common.checkpoint import latest_checkpoint_path  # noqa: F401 (same loader as the demo)
     from inference.infer_tool import Svc
 
     model_dir = work / "logs" / MODEL_NAME
@@ -278,7 +283,10 @@ def score_checkpoints(work: Path) -> list[dict]:
     val = [ln.strip() for ln in (work / "filelists" / "val.txt").read_text().splitlines()]
     clips = {s: sorted(work / v for v in val if f"/{s}/" in v)[:1] for s in ("alto", "bass")}
     banks = {s: sorted((work / "dataset" / "44k" / s).glob("*.wav"))[-6:] for s in clips}
-    ckpts = sorted(glob.glob(str(model_dir / "G_*.pth")), key=lambda p: int(Path(p).stem[2:]))
+    # train.py keeps the newest few: copies kept in work/snap/ (same mtime) are scored too
+    found = {int(Path(p).stem[2:]): p for d in (work / "snap", model_dir)
+             for p in glob.glob(str(d / "G_*.pth"))}  # fmt: skip
+    ckpts = [found[k] for k in sorted(found)]
     out_dir = work / "scores"
     out_dir.mkdir(exist_ok=True)
     rows = []
