@@ -3,7 +3,7 @@
 Every step is a real run of the top-level scripts, inside ``--workdir``:
 
 1. build ``dataset_raw/<speaker>/`` from ``--data`` (all CC BY 4.0, see each folder's licence):
-   vocadito singers S1, S7, S11 (one song each, cut into 5 s pieces), LibriSpeech test-other
+   vocadito singers S1, S7, S11 (one song each, cut into 2.5 s pieces), LibriSpeech test-other
    speakers 367, 533, 1688, 2033 (10 utterances each). The last piece / utterance of each
    speaker is held out (``heldout/``, never trained on); sms-tools ``singing-female.wav`` is an
    unseen singer used as a source only;
@@ -44,7 +44,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 SR = 44100
-PIECE_S = 5.0
+PIECE_S = 2.5
 VOCADITO = {"vocadito_1.wav": "vocadito_S1", "vocadito_10.wav": "vocadito_S7",
             "vocadito_14.wav": "vocadito_S11"}  # fmt: skip
 LIBRISPEECH = ("367", "533", "1688", "2033")
@@ -256,29 +256,6 @@ def save_state(work: Path, state: dict) -> None:
     write_text(work / "state.json", json.dumps(state, indent=2) + "\n")
 
 
-def plot_curve(work: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = [json.loads(x) for x in (work / "curve.jsonl").read_text().splitlines() if x.strip()]
-    fig, ax = plt.subplots(1, 2, figsize=(10, 3.5))
-    x = [r["cpu_minutes"] for r in rows]
-    ax[0].plot(x, [r["self_f0_corr"] for r in rows], "s-", label="self")
-    ax[0].plot(x, [r["cross_f0_corr"] for r in rows], "o-", label="cross-speaker")
-    ax[0].set(xlabel="training CPU minutes", ylabel="F0 corr")
-    ax[1].plot(x, [r["cross_secs_target"] for r in rows], "o-", label="cross: to target")
-    ax[1].plot(x, [r["cross_secs_source"] for r in rows], "x--", label="cross: to source")
-    ax[1].set(xlabel="training CPU minutes", ylabel="speaker similarity (SECS)")
-    for a in ax:
-        a.grid(alpha=0.3)
-        a.legend()
-    fig.tight_layout()
-    fig.savefig(work / "curve.png", dpi=100)
-    plt.close(fig)
-
-
 def curve_point(work: Path, args, state: dict) -> None:
     from common.checkpoint import latest_checkpoint_path
 
@@ -298,7 +275,9 @@ def curve_point(work: Path, args, state: dict) -> None:
     print("curve: " + json.dumps(row), flush=True)
     with open(work / "curve.jsonl", "a", encoding="utf-8") as f:
         f.write(json.dumps(row) + "\n")
-    plot_curve(work)
+    from bench.train_demo_voice import plot_curve
+
+    plot_curve(work / "curve.jsonl", "cpu_minutes", "training CPU minutes")
 
 
 TABLE_KEYS = ("f0_corr", "f0_rmse_cents", "vuv_f1", "secs_target", "secs_source", "dnsmos_ovrl",

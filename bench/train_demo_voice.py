@@ -320,7 +320,9 @@ def score_checkpoints(work: Path) -> list[dict]:
     return rows
 
 
-def plot_curve(curve_path: Path) -> None:
+def plot_curve(curve_path: Path, x_key: str = "minutes",
+               x_label: str = "training minutes (wall clock)") -> None:  # fmt: skip
+    """``curve.jsonl`` (rows with step, ``x_key``, self/cross F0 corr and SECS) -> ``curve.png``."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -331,13 +333,13 @@ def plot_curve(curve_path: Path) -> None:
     if not rows:
         return
     fig, ax = plt.subplots(1, 2, figsize=(10, 3.5))
-    x = [r["minutes"] for r in rows]
+    x = [r[x_key] for r in rows]
     ax[0].plot(x, [r["cross_f0_corr"] for r in rows], "o-", label="cross-singer")
     ax[0].plot(x, [r["self_f0_corr"] for r in rows], "s-", label="self")
-    ax[0].set(xlabel="training minutes (wall clock)", ylabel="F0 corr (fcpe)")
+    ax[0].set(xlabel=x_label, ylabel="F0 corr")
     ax[1].plot(x, [r["cross_secs_target"] for r in rows], "o-", label="cross: to target")
     ax[1].plot(x, [r["cross_secs_source"] for r in rows], "x--", label="cross: to source")
-    ax[1].set(xlabel="training minutes (wall clock)", ylabel="speaker similarity")
+    ax[1].set(xlabel=x_label, ylabel="speaker similarity (SECS)")
     for a in ax:
         a.grid(alpha=0.3)
         a.legend()
