@@ -89,6 +89,7 @@ class TextAudioSpeakerLoader(torch.utils.data.Dataset):
         all_in_mem: bool = False,
         vol_aug: bool = True,
         return_ids: bool = False,
+        crop: bool = True,
     ):
         if isinstance(audiopaths, (str, os.PathLike)):
             self.audiopaths = load_filepaths(audiopaths)
@@ -111,6 +112,9 @@ class TextAudioSpeakerLoader(torch.utils.data.Dataset):
         self.vol_emb = bool(hparams.model.get("vol_embedding", False))
         self.vol_aug = bool(hparams.train.get("vol_aug", False)) and vol_aug
         self.return_ids = return_ids
+        # optional train.max_frames: cut longer items to a random window of that many frames
+        # (cheaper steps on the CPU: the encoders see whole items); absent = reference 800/790
+        self.max_frames = int(hparams.train.get("max_frames", 0) or 0) if crop else 0
         random.Random(1234).shuffle(self.audiopaths)
 
         missing = [p for p in self.audiopaths if not os.path.isfile(p)]
@@ -250,9 +254,10 @@ class TextAudioSpeakerLoader(torch.utils.data.Dataset):
                 audio_norm, d.filter_length, d.sampling_rate, d.hop_length, d.win_length,
                 center=False,
             )[0]  # fmt: skip
-        if spec.shape[1] > MAX_FRAMES:
-            start = random.randint(0, spec.shape[1] - MAX_FRAMES)
-            end = start + CUT_FRAMES
+        limit, cut = (self.max_frames,) * 2 if self.max_frames else (MAX_FRAMES, CUT_FRAMES)
+        if spec.shape[1] > limit:
+            start = random.randint(0, spec.shape[1] - limit)
+            end = start + cut
             spec, c, f0, uv = spec[:, start:end], c[:, start:end], f0[start:end], uv[start:end]
             audio_norm = audio_norm[:, start * self.hop_length : end * self.hop_length]
             if volume is not None:

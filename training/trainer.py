@@ -16,7 +16,10 @@ Differences from the reference, all deliberate:
   resume the reference way;
 - the RNG state is restored after evaluation (``infer`` re-seeds the global generator);
 - evaluation also logs ``loss/val/mel``: L1 between the log-mels of ``infer``'s output and of the
-  ground truth, averaged over the validation files.
+  ground truth, averaged over the validation files;
+- an optional ``train.disc_start_step`` (absent or 0 = the reference: adversarial from step 0):
+  before that step the discriminator is neither run nor updated and G learns from the mel, KL
+  and lf0 losses alone, which is much cheaper and learns faster at first (the demo voice).
 """
 
 from __future__ import annotations
@@ -238,6 +241,7 @@ class StepContext:
     clip_norm: float | None
     clip_value: float | None
     use_f0_pred: bool
+    adversarial: bool = True  # False: mel/KL/lf0 only, the discriminator is skipped
 
     @classmethod
     def create(cls, hps, net_g, net_d, optim_g, optim_d, device, scaler=None) -> StepContext:
@@ -278,6 +282,7 @@ def train_step(ctx: StepContext, c, f0, spec, y, g, lengths, uv, volume=None) ->
         ctx.scaler,
     )
     mel = spec_to_mel_torch(spec, **mel_kw)
+    zero = torch.zeros((), device=y.device)
 
     with ctx.autocast():
         (y_hat, ids_slice, z_mask, (z, z_p, m_p, logs_p, m_q, logs_q), pred_lf0, norm_lf0,
@@ -290,24 +295,29 @@ def train_step(ctx: StepContext, c, f0, spec, y, g, lengths, uv, volume=None) ->
                 center=False, **mel_kw,
             )  # fmt: skip
         y = commons.slice_segments(y, ids_slice * hop, int(t.segment_size))
-        # discriminator
-        y_d_hat_r, y_d_hat_g, _, _ = net_d(y, y_hat.detach())
-        with ctx.autocast(False):
-            loss_disc, _, _ = discriminator_loss(y_d_hat_r, y_d_hat_g)
-            loss_disc_all = loss_disc
-    optim_d.zero_grad()
-    scaler.scale(loss_disc_all).backward()
-    scaler.unscale_(optim_d)
-    grad_norm_d = clip_gradients(net_d.parameters(), ctx.clip_norm, ctx.clip_value)
-    scaler.step(optim_d)
+    loss_disc = loss_disc_all = loss_gen = loss_fm = zero
+    grad_norm_d = 0.0
+    if ctx.adversarial:  # discriminator
+        with ctx.autocast():
+            y_d_hat_r, y_d_hat_g, _, _ = net_d(y, y_hat.detach())
+            with ctx.autocast(False):
+                loss_disc, _, _ = discriminator_loss(y_d_hat_r, y_d_hat_g)
+                loss_disc_all = loss_disc
+        optim_d.zero_grad()
+        scaler.scale(loss_disc_all).backward()
+        scaler.unscale_(optim_d)
+        grad_norm_d = clip_gradients(net_d.parameters(), ctx.clip_norm, ctx.clip_value)
+        scaler.step(optim_d)
 
     with ctx.autocast():
-        y_d_hat_r, y_d_hat_g, fmap_r, fmap_g = net_d(y, y_hat)
+        if ctx.adversarial:
+            y_d_hat_r, y_d_hat_g, fmap_r, fmap_g = net_d(y, y_hat)
         with ctx.autocast(False):
             loss_mel = F.l1_loss(y_mel, y_hat_mel) * t.c_mel
             loss_kl = kl_loss(z_p, logs_q, m_p, logs_p, z_mask) * t.c_kl
-            loss_fm = feature_loss(fmap_r, fmap_g)
-            loss_gen, _ = generator_loss(y_d_hat_g)
+            if ctx.adversarial:
+                loss_fm = feature_loss(fmap_r, fmap_g)
+                loss_gen, _ = generator_loss(y_d_hat_g)
             if ctx.use_f0_pred:
                 loss_lf0 = F.mse_loss(pred_lf0.float(), lf0.float())
             else:
@@ -382,7 +392,7 @@ def _build_loaders(hps, opts, d: _Dist, device):
     eval_loader = None
     if d.rank == 0:
         eval_ds = TextAudioSpeakerLoader(hps.data.validation_files, hps, all_in_mem=all_in_mem,
-                                         vol_aug=False)  # fmt: skip
+                                         vol_aug=False, crop=False)  # fmt: skip
         eval_loader = DataLoader(eval_ds, batch_size=1, shuffle=False, drop_last=False,
                                  num_workers=min(1, num_workers), collate_fn=collate)  # fmt: skip
     return train_ds, sampler, train_loader, eval_loader
@@ -513,6 +523,10 @@ def _run(opts: TrainOptions, hps: HParams, model_dir: str, d: _Dist, device) -> 
     log_interval = max(1, int(t.log_interval))
     eval_interval = max(1, int(t.eval_interval))
     keep_ckpts = int(t.get("keep_ckpts", 3))
+    disc_start = int(t.get("disc_start_step", 0) or 0)
+    if disc_start > 0:
+        logger.info("mel/KL/lf0 losses only until step %d, then the discriminator joins",
+                    disc_start)  # fmt: skip
 
     train_ds, sampler, train_loader, eval_loader = _build_loaders(hps, opts, d, device)
     debug_dir = os.environ.get(DEBUG_DIR_ENV)
@@ -644,6 +658,7 @@ def _run(opts: TrainOptions, hps: HParams, model_dir: str, d: _Dist, device) -> 
                 uv, lengths = uv.to(device, non_blocking=nb), lengths.to(device, non_blocking=nb)
                 if volume is not None:
                     volume = volume.to(device, non_blocking=nb)
+                ctx.adversarial = global_step >= disc_start
                 out = train_step(ctx, c, f0, spec, y, g, lengths, uv, volume)
                 step_times.append(time.perf_counter() - t0)
                 last = (epoch, batch_idx + 1)
