@@ -184,7 +184,9 @@ def report_quality(work: Path, clip: str, source_singer: str, target_singer: str
     from quality.report import format_table
 
     results = work / "results"
-    outputs = sorted(p for p in results.glob(f"{clip}_*") if p.suffix != ".png")
+    outputs = sorted(
+        p for p in results.glob(f"{clip}_*") if p.suffix in (".flac", ".wav", ".ogg", ".mp3")
+    )
     if not outputs:
         print("\n== quality: no conversions to measure")
         return
