@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from common.errors import UserError
 from diffusion.gaussian import GaussianDiffusion
 from diffusion.wavenet import WaveNet
 
@@ -29,7 +30,7 @@ logger = logging.getLogger(__name__)
 __all__ = ["Unit2Mel", "build_unit2mel", "load_model_vocoder", "DiffusionFileError"]
 
 
-class DiffusionFileError(FileNotFoundError):
+class DiffusionFileError(UserError, FileNotFoundError):
     """A diffusion model or config is missing or unreadable (message names file and remedy)."""
 
 
