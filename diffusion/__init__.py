@@ -3,7 +3,13 @@
 
 from diffusion.gaussian import GaussianDiffusion
 from diffusion.samplers import SAMPLERS
-from diffusion.unit2mel import DiffusionFileError, Unit2Mel, build_unit2mel, load_model_vocoder
+from diffusion.unit2mel import (
+    DiffusionFileError,
+    Unit2Mel,
+    build_unit2mel,
+    load_model_vocoder,
+    load_unit2mel,
+)
 from diffusion.wavenet import WaveNet
 
 __all__ = [
@@ -14,4 +20,5 @@ __all__ = [
     "WaveNet",
     "build_unit2mel",
     "load_model_vocoder",
+    "load_unit2mel",
 ]

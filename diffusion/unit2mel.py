@@ -27,7 +27,9 @@ from diffusion.wavenet import WaveNet
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Unit2Mel", "build_unit2mel", "load_model_vocoder", "DiffusionFileError"]
+__all__ = [
+    "Unit2Mel", "build_unit2mel", "load_unit2mel", "load_model_vocoder", "DiffusionFileError",
+]  # fmt: skip
 
 
 class DiffusionFileError(UserError, FileNotFoundError):
@@ -144,24 +146,25 @@ def load_state(path: str | os.PathLike) -> dict:
     return ckpt
 
 
-def load_model_vocoder(
+def load_unit2mel(
     model_path: str | os.PathLike,
-    device: Any = "cpu",
     config_path: str | os.PathLike | None = None,
-    vocoder_ckpt: str | os.PathLike | None = None,
+    out_dims: int | None = None,
 ):
-    """``(Unit2Mel in eval mode, Vocoder, config)``; the config is ``config.yaml`` beside the
-    model when ``config_path`` is None. The vocoder path is ``vocoder.ckpt`` of the config unless
-    ``vocoder_ckpt`` is given. Strict loading: a key or shape mismatch is an error naming keys."""
+    """``(Unit2Mel float32 in eval mode, config)`` without the vocoder; the config is
+    ``config.yaml`` beside the model when ``config_path`` is None. ``out_dims`` (mel bins) is read
+    from the checkpoint when None. Strict loading: a key or shape mismatch is an error naming keys.
+    """
     from common.checkpoint import CheckpointError, strip_module_prefix
-    from vdecoder.pretrained import Vocoder
 
     if config_path is None:
         config_path = Path(model_path).parent / "config.yaml"
     args = load_config(config_path)
-    vocoder = Vocoder(args.vocoder.type, vocoder_ckpt or args.vocoder.ckpt, device=device)
-    model = build_unit2mel(args, vocoder.dimension)
     state = strip_module_prefix(load_state(model_path)["model"])
+    if out_dims is None:
+        w = state.get("decoder.denoise_fn.input_projection.weight")
+        out_dims = int(w.shape[1]) if w is not None and w.dim() == 3 else 128
+    model = build_unit2mel(args, out_dims)
     own = model.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
@@ -172,6 +175,26 @@ def load_model_vocoder(
             f"{unexpected[:5]}, shape differs {wrong[:5]}"
         )
     model.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()})
-    model.to(device).eval().requires_grad_(False)
+    model.eval().requires_grad_(False)
+    return model, args
+
+
+def load_model_vocoder(
+    model_path: str | os.PathLike,
+    device: Any = "cpu",
+    config_path: str | os.PathLike | None = None,
+    vocoder_ckpt: str | os.PathLike | None = None,
+):
+    """``(Unit2Mel in eval mode, Vocoder, config)``; the config is ``config.yaml`` beside the
+    model when ``config_path`` is None. The vocoder path is ``vocoder.ckpt`` of the config unless
+    ``vocoder_ckpt`` is given. Strict loading: a key or shape mismatch is an error naming keys."""
+    from vdecoder.pretrained import Vocoder
+
+    if config_path is None:
+        config_path = Path(model_path).parent / "config.yaml"
+    args = load_config(config_path)
+    vocoder = Vocoder(args.vocoder.type, vocoder_ckpt or args.vocoder.ckpt, device=device)
+    model, args = load_unit2mel(model_path, config_path, vocoder.dimension)
+    model.to(device)
     logger.info("Loaded diffusion model %s (%s)", model_path, config_path)
     return model, vocoder, args

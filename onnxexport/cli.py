@@ -1,4 +1,5 @@
-"""``onnx_export.py`` command line (so-vits-svc 4.1 flags, plus ``--encoder`` and ``--cluster``)."""
+"""``onnx_export.py`` command line (so-vits-svc 4.1 flags, plus ``--encoder``, ``--cluster`` and
+``--diffusion``)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cluster", type=str, default=None,
                    help="also export a cluster model (kmeans_10000.pt → KMeans.npy) or feature "
                    "index (feature_and_index.npz → Index-<i>.index) into checkpoints/NAME/")  # fmt: skip
+    p.add_argument("--diffusion", action="store_true",
+                   help="also export the shallow-diffusion model checkpoints/NAME/diffusion.pt + "
+                   "diffusion.yaml → checkpoints/NAME/NAME_{encoder,denoise,pred,after}.onnx "
+                   "(alone when checkpoints/NAME/model.pth is absent)")  # fmt: skip
+    p.add_argument("--diffusion_model", type=str, default=None,
+                   help="the diffusion checkpoint (default checkpoints/NAME/diffusion.pt)")  # fmt: skip
+    p.add_argument("--diffusion_config", type=str, default=None,
+                   help="the diffusion config (default checkpoints/NAME/diffusion.yaml)")  # fmt: skip
     p.add_argument("--root", type=str, default="checkpoints", help=argparse.SUPPRESS)
     return p
 
@@ -31,26 +40,56 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from pathlib import Path
 
-    from onnxexport.export import export_model
-    from onnxexport.loading import ExportError, load_config_checked
+    from common.errors import UserError
+    from onnxexport.loading import ExportError
 
+    if (args.diffusion_model or args.diffusion_config) and not args.diffusion:
+        args.diffusion = True
     try:
-        result = export_model(args.model_name, args.root, cluster=args.cluster)
-        spec = result.spec
-        print(f"exported in {result.seconds:.1f} s: inputs {', '.join(spec.input_names)} → audio")
-        for f in result.files:
-            print(f"wrote {f}")
-        if args.encoder:
-            from onnxexport.encoder import export_encoder
+        folder = Path(args.root) / args.model_name
+        synth = not args.diffusion or (folder / "model.pth").exists()
+        if not synth and (args.encoder or args.cluster):
+            raise ExportError(
+                f"{folder / 'model.pth'}: not found; --encoder and --cluster need the so-vits-svc "
+                "model (model.pth + config.json) beside the diffusion model"
+            )
+        if synth:
+            _export_synthesizer(args)
+        else:
+            print(f"no {folder / 'model.pth'}: exporting the diffusion model only")
+        if args.diffusion:
+            from onnxexport.export import export_diffusion_model
 
-            hps = load_config_checked(Path(args.root) / args.model_name / "config.json")
-            name = hps.model.get("speech_encoder") or "vec768l12"
-            path, seconds = export_encoder(name, Path(args.root) / "hubert", args.encoder_path)
-            print(f"wrote {path} ({name}, {seconds:.1f} s)")
-    except ExportError as e:
+            res = export_diffusion_model(
+                args.model_name, args.root, args.diffusion_model, args.diffusion_config
+            )
+            print(f"diffusion exported in {res.seconds:.1f} s")
+            for f in res.files.values():
+                print(f"wrote {f}")
+    except (ExportError, UserError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     return 0
+
+
+def _export_synthesizer(args) -> None:
+    from pathlib import Path
+
+    from onnxexport.export import export_model
+    from onnxexport.loading import load_config_checked
+
+    result = export_model(args.model_name, args.root, cluster=args.cluster)
+    spec = result.spec
+    print(f"exported in {result.seconds:.1f} s: inputs {', '.join(spec.input_names)} → audio")
+    for f in result.files:
+        print(f"wrote {f}")
+    if args.encoder:
+        from onnxexport.encoder import export_encoder
+
+        hps = load_config_checked(Path(args.root) / args.model_name / "config.json")
+        name = hps.model.get("speech_encoder") or "vec768l12"
+        path, seconds = export_encoder(name, Path(args.root) / "hubert", args.encoder_path)
+        print(f"wrote {path} ({name}, {seconds:.1f} s)")
 
 
 if __name__ == "__main__":

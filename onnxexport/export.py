@@ -144,3 +144,29 @@ def export_model(
     write_json(card, dragonian_card(name, hps, result.spec))
     result.files += [root / f"{name}.json", card]
     return result
+
+
+DIFFUSION_MODEL, DIFFUSION_CONFIG = "diffusion.pt", "diffusion.yaml"
+
+
+def export_diffusion_model(
+    name: str,
+    root: str | os.PathLike = "checkpoints",
+    model_path: str | os.PathLike | None = None,
+    config_path: str | os.PathLike | None = None,
+):
+    """``-n NAME --diffusion``: ``checkpoints/NAME/diffusion.pt`` + ``diffusion.yaml`` (or the
+    given paths) → ``checkpoints/NAME/NAME_{encoder,denoise,pred,after}.onnx`` (sovits-4.1.md
+    §16.3, :mod:`onnxexport.diffusion`). Returns :class:`onnxexport.diffusion.DiffusionExport`."""
+    from diffusion.unit2mel import DiffusionFileError
+    from onnxexport.diffusion import export_diffusion
+
+    folder = Path(root) / name
+    model_path = Path(model_path) if model_path else folder / DIFFUSION_MODEL
+    config_path = Path(config_path) if config_path else folder / DIFFUSION_CONFIG
+    for p, what in ((model_path, "the diffusion checkpoint (logs/44k/diffusion/model_*.pt)"),
+                    (config_path, "its config (logs/44k/diffusion/config.yaml or "
+                     "configs/diffusion.yaml)")):  # fmt: skip
+        if not p.is_file():
+            raise DiffusionFileError(f"{p}: not found", f"copy {what} there")
+    return export_diffusion(model_path, config_path, folder, name)
