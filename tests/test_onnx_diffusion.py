@@ -116,7 +116,9 @@ def test_graphs_have_the_reference_io(exported, variant):
         assert len(o.type.tensor_type.shape.dim) == out_rank
         ops = {n.op_type for n in m.graph.node}
         assert "ReduceL2" not in ops and not ops & {"RandomNormalLike", "RandomNormal"}
-    meta = {p.key: p.value for p in onnx.load(str(folder / f"{variant}_encoder.onnx")).metadata_props}
+    meta = {
+        p.key: p.value for p in onnx.load(str(folder / f"{variant}_encoder.onnx")).metadata_props
+    }
     assert meta["sovits.diffusion.mel_bins"] == "128"
     assert meta["sovits.diffusion.k_step_max"] == meta["sovits.diffusion.timesteps"] == "1000"
     assert meta["sovits.diffusion.n_spk"] == str(len(v["spk"]))
