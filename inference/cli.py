@@ -119,7 +119,12 @@ def build_parser() -> argparse.ArgumentParser:
       help="f0 threshold for crepe / rmvpe / fcpe (0..1)")  # fmt: skip
     # ours
     a("--seed", type=int, default=52468, help="noise seed (same seed, same output)")
-    a("--precision", choices=["fp32", "bf16"], default="fp32", help="bf16: encoder, neural f0, synthesizer and enhancer in bfloat16 on the CPU")
+    a(
+        "--precision",
+        choices=["fp32", "bf16"],
+        default="fp32",
+        help="bf16: encoder, neural f0, synthesizer and enhancer in bfloat16 on the CPU",
+    )
     a("--backend", choices=["torch", "onnx"], default="torch",
       help="run the synthesizer in torch or in ONNX Runtime (same output to float rounding)")  # fmt: skip
     a("--onnx_model", type=str, default=None,
