@@ -140,13 +140,13 @@ class Svc:
       same output to float rounding, max |Δ| ≈ 2.4e-7). Speed of ``net_g.infer`` on 10 s, 2
       threads, measured by ``bench/infer_speed.py``: on a 2-core AMD EPYC 0.71–0.98 of
       so-vits-svc 4.1's own time (median ≈ 0.88; the gain is in the transposed convolutions,
-      the resblock convolutions already run near the fp32 peak); on a 2-core Xeon (AMX) 0.42 of
-      the straightforward path (weight norm kept, ``no_grad``) in the same run. It is not a
-      general "1.5× faster than 4.1";
+      the resblock convolutions already run near the fp32 peak); on a 2-core Xeon (AMX, shared
+      with a training run) 0.55 of the straightforward path (weight norm kept, ``no_grad``) in
+      the same run. It is not a general "1.5× faster than 4.1";
     - ``precision``: ``"fp32"`` (default) or ``"bf16"``: on the CPU the speech encoder (bf16
       weights), a neural f0 predictor (crepe, rmvpe, fcpe), the synthesizer and the enhancer run
       under bf16 autocast, their mel front ends and f0 decoding in fp32 (:mod:`common.precision`).
-      Measured against fp32: synthesizer output 47.5 dB SNR; ContentVec units ≈ 39 dB SNR
+      Measured against fp32: synthesizer output 47.5 dB SNR; ContentVec units 41.5 dB SNR
       (random-init full size); whole conversion with ``-eh`` ≥ 35 dB SNR (tested; 39–40 dB
       measured). Whether it is faster depends on the CPU's bf16 support and load: see
       ``bench/infer_speed.py`` and inference/README.md;

@@ -68,7 +68,7 @@ def _svc(work, precision):
 
 def test_bf16_whole_conversion_close_to_fp32(work):
     """slice_inference with -eh: bf16 output within 35 dB SNR of fp32 (pm f0: same f0 in both)."""
-    wav = np.concatenate([singing(1.5), np.zeros(int(0.6 * SR), np.float32), singing(1.0, seed=4)])
+    wav = np.concatenate([singing(1.2), np.zeros(int(0.5 * SR), np.float32), singing(0.8, seed=4)])
     out = {}
     for precision in ("fp32", "bf16"):
         svc = _svc(work, precision)
