@@ -1,6 +1,6 @@
 """Conversion speed on this CPU, by stage, with the template config (vec768l12, 44.1 kHz).
 
-    .venv/bin/python bench/infer_speed.py [--threads 2] [--long 180] [--memory] [--out FILE]
+    .venv/bin/python bench/infer_speed.py [--threads 2] [--long 180] [--f0p pm] [--memory] [--out FILE]
 
 What it does (all in a temporary work folder; files in ``pretrain/`` are used when present,
 otherwise random-init stand-ins of the same size and format are written — speed does not depend
@@ -14,10 +14,19 @@ on the weights' values):
    - ``reference``: weight norm kept, ``no_grad`` (the straightforward path, as Svc in 4.1);
    - ``fp32``: our default (weight norm folded, ``inference_mode``), max |Δ| to ``reference``;
    - ``bf16``: ``--precision bf16`` (CPU autocast), SNR against fp32;
-3. the whole conversion (``Svc.slice_inference`` + writing FLAC) of a 10 s clip and a 3-minute
-   song (synthetic singing with pauses), by stage: load, f0 (pm), encoder, synthesizer, enhancer
-   (NSF-HiFiGAN, ``-eh``), assembly, writing;
-4. with ``--memory``: peak RSS of ``inference_main.py`` (a fresh process) on 10 s and 10 min.
+   each path's time is also divided by the ``reference`` path's time in the same run (the
+   same-machine comparison: the honest figure) and by so-vits-svc 4.1's own synthesizer time as
+   measured in sovits-4.1.md §19 / ``timing_infer_cpu.json`` (median 5.69 s, runs 4.31–8.70 s,
+   on a 2-core AMD EPYC — a different machine, so that ratio only places the figures);
+   GFLOP/s are shown as a share of the fp32 / bf16 matmul peak measured in step 1;
+3. the speech encoder alone on the 10 s input (units ``[1, 768, T]``): time and units' SNR of
+   bf16 against fp32;
+4. the whole conversion (load + ``Svc.slice_inference`` + writing FLAC, ``-eh``) of a 10 s clip
+   and a 3-minute song (synthetic singing with pauses), fp32 and bf16, by stage: load, f0
+   (``--f0p``, default pm as the CLI), encoder, synthesizer, enhancer (NSF-HiFiGAN), assembly,
+   writing; end-to-end RTF, "stages around the synthesizer add X %" (everything but the
+   synthesizer, load included, over the synthesizer), and the bf16 output's SNR against fp32;
+5. with ``--memory``: peak RSS of ``inference_main.py`` (a fresh process) on 10 s and 10 min.
 
 Results: a table on stdout and JSON in ``bench/results/infer_speed_<time>.json``.
 """
@@ -43,6 +52,26 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 SR = 44100
+
+
+def reference_timing() -> dict | None:
+    """so-vits-svc 4.1's own ``net_g.infer`` timing (sovits-4.1.md §19), or None when absent."""
+    for base in (ROOT.parent / "shared", ROOT / "shared"):
+        path = base / "reference" / "timing_infer_cpu.json"
+        if path.is_file():
+            d = json.loads(path.read_text())
+            return {"source": "sovits-4.1.md §19 / timing_infer_cpu.json",
+                    "machine": "2-core AMD EPYC (not this machine), torch " + str(d.get("torch")),
+                    "frames": d["frames"], "median_s": d["median_s"],
+                    "min_s": min(d["times_s"]), "max_s": max(d["times_s"])}  # fmt: skip
+    return None
+
+
+def snr_db(ref, x) -> float:
+    ref = torch.as_tensor(ref, dtype=torch.float64)
+    x = torch.as_tensor(x, dtype=torch.float64)
+    err = ((ref - x) ** 2).sum().clamp_min(1e-30)
+    return float(10 * torch.log10((ref**2).sum() / err))
 
 
 def cpu_info() -> dict:
@@ -226,13 +255,42 @@ def synth_bench(svc, runs: int = 3) -> dict:
                                  "gflops": total / med / 1e9}  # fmt: skip
     ref, fp32, bf16 = outputs["reference"], outputs["fp32"], outputs["bf16"]
     result["paths"]["fp32"]["max_abs_diff_vs_reference"] = float((fp32 - ref).abs().max())
-    err = ((bf16 - fp32) ** 2).sum().clamp_min(1e-30)
-    result["paths"]["bf16"]["snr_db_vs_fp32"] = float(10 * torch.log10((fp32**2).sum() / err))
+    result["paths"]["bf16"]["snr_db_vs_fp32"] = snr_db(fp32, bf16)
+    ref_s = result["paths"]["reference"]["median_s"]
+    sovits = reference_timing()
+    result["sovits41"] = sovits
+    for r in result["paths"].values():
+        r["ratio_vs_reference_path"] = r["median_s"] / ref_s
+        if sovits is not None and sovits["frames"] == T:
+            r["ratio_vs_sovits41_other_machine"] = r["median_s"] / sovits["median_s"]
     return result
 
 
+def encoder_bench(work: Path, runs: int = 3) -> dict:
+    """The vec768l12 encoder on the 10 s input: fp32 and bf16 time, units' SNR of bf16."""
+    import vencoder
+    from common.audio import resample
+
+    wav = torch.from_numpy(resample(song(10.0, seed=1), SR, 16000))
+    out = {}
+    for precision in ("fp32", "bf16"):
+        enc = vencoder.get_speech_encoder("vec768l12", device="cpu", pretrain_dir=work / "pretrain")
+        enc.set_precision(precision)
+        units = enc.encoder(wav)  # warm-up
+        times = []
+        for _ in range(runs):
+            t = time.perf_counter()
+            enc.encoder(wav)
+            times.append(time.perf_counter() - t)
+        out[precision] = {"median_s": statistics.median(times), "times_s": times, "units": units}
+    res = {p: {k: v for k, v in r.items() if k != "units"} for p, r in out.items()}
+    res["units_snr_db_bf16_vs_fp32"] = snr_db(out["fp32"]["units"], out["bf16"]["units"])
+    res["frames"] = int(out["fp32"]["units"].shape[-1])
+    return res
+
+
 # -------------------------------------------------------------------------------------- pipeline
-def pipeline_bench(work: Path, seconds: float, precision: str = "fp32") -> dict:
+def pipeline_bench(work: Path, seconds: float, precision: str = "fp32", f0p: str = "pm") -> dict:
     from common.audio import save_audio
 
     wav = song(seconds, seed=1)
@@ -246,7 +304,7 @@ def pipeline_bench(work: Path, seconds: float, precision: str = "fp32") -> dict:
     load = time.perf_counter() - t
     svc.timings.clear()
     t0 = time.perf_counter()
-    audio = svc.slice_inference(str(path), "spk0", 0, -40, 0, False, 0.4, f0_predictor="pm")
+    audio = svc.slice_inference(str(path), "spk0", 0, -40, 0, False, 0.4, f0_predictor=f0p)
     t = time.perf_counter()
     save_audio(work / "results" / "out.flac", audio, SR)
     write = time.perf_counter() - t
@@ -255,8 +313,14 @@ def pipeline_bench(work: Path, seconds: float, precision: str = "fp32") -> dict:
     stages = {"load": load, "read": st.get("read", 0), "f0": st.get("f0", 0), "encoder": st.get("encoder", 0),
               "synthesizer": st.get("synthesizer", 0), "enhancer": st.get("enhancer", 0),
               "assemble": st.get("assemble", 0), "writing": write}  # fmt: skip
-    return {"seconds": seconds, "precision": precision, "stages_s": stages, "convert_s": total,
-            "rtf_convert": total / seconds, "rtf_synthesizer": stages["synthesizer"] / seconds}  # fmt: skip
+    end_to_end = load + total
+    synth = stages["synthesizer"]
+    return {"seconds": seconds, "precision": precision, "f0_predictor": f0p, "stages_s": stages,
+            "convert_s": total, "end_to_end_s": end_to_end, "rtf_convert": total / seconds,
+            "rtf_end_to_end": end_to_end / seconds, "rtf_synthesizer": synth / seconds,
+            "around_synthesizer_pct": 100 * (end_to_end - synth) / synth,
+            "around_synthesizer_pct_without_enhancer": 100 * (end_to_end - synth - stages["enhancer"]) / synth,
+            "audio": audio}  # fmt: skip
 
 
 def memory_bench(work: Path, seconds: float, threads: int, precision: str = "fp32") -> dict:
@@ -284,6 +348,43 @@ def memory_bench(work: Path, seconds: float, threads: int, precision: str = "fp3
     return {"seconds": seconds, "precision": precision, "peak_rss_mb": kb / 1024, "wall_s": took}
 
 
+def print_synth(s: dict, peak: dict) -> None:
+    print(f"synthesizer, 10 s input ({s['frames']} frames): {s['gflop']:.1f} GFLOP ("
+          + ", ".join(f"{k} {v:.1f}" for k, v in s["gflop_per_module"].items()) + ")")  # fmt: skip
+    sv = s.get("sovits41")
+    if sv:
+        print(f"  so-vits-svc 4.1 itself ({sv['source']}; {sv['machine']}): median {sv['median_s']:.2f} s "
+              f"(runs {sv['min_s']:.2f}–{sv['max_s']:.2f} s), RTF {sv['median_s'] / s['seconds']:.3f}")  # fmt: skip
+    peaks = {"fp32": peak["matmul_float32_gflops"], "bf16": peak["matmul_bfloat16_gflops"]}
+    print(
+        "  path       median s   RTF    GFLOP/s  % of matmul peak (fp32 / bf16)  ×reference path"
+        "  ×4.1 (other machine)  accuracy"
+    )
+    for name, r in s["paths"].items():
+        acc = "".join(
+            f"{k} {v:.3g}" for k, v in r.items() if k.endswith(("diff_vs_reference", "vs_fp32"))
+        )
+        pct = f"{100 * r['gflops'] / peaks['fp32']:5.1f} / {100 * r['gflops'] / peaks['bf16']:5.1f}"
+        other = r.get("ratio_vs_sovits41_other_machine")
+        other = f"{other:.2f}" if other is not None else "n/a"
+        print(f"  {name:9s} {r['median_s']:8.2f}  {r['rtf']:.3f}  {r['gflops']:7.1f}  {pct:>30s}  "
+              f"{r['ratio_vs_reference_path']:15.2f}  {other:>20s}  {acc}", flush=True)  # fmt: skip
+
+
+def print_pipeline(rows: list[dict]) -> None:
+    keys = list(rows[0]["stages_s"])
+    print("whole conversion with -eh (seconds per stage; end to end = load + conversion + writing)")
+    print("  input  prec  " + " ".join(f"{k[:8]:>8s}" for k in keys)
+          + "   e2e s  RTF e2e  around synth  (w/o enhancer)  SNR vs fp32")  # fmt: skip
+    for r in rows:
+        snr = r.get("output_snr_db_vs_fp32")
+        print(f"  {r['seconds']:4.0f} s  {r['precision']}  "
+              + " ".join(f"{v:8.2f}" for v in r["stages_s"].values())
+              + f"  {r['end_to_end_s']:6.2f}  {r['rtf_end_to_end']:7.3f}  {r['around_synthesizer_pct']:+11.0f} %"
+              f"  {r['around_synthesizer_pct_without_enhancer']:+13.0f} %"
+              + (f"  {snr:9.1f} dB" if snr is not None else ""), flush=True)  # fmt: skip
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -296,6 +397,7 @@ def main(argv=None) -> int:
     p.add_argument("--memory-precision", choices=["fp32", "bf16"], default="fp32")
     p.add_argument("--memory-only", action="store_true", help="skip the speed measurements")
     p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--f0p", default="pm", help="f0 predictor of the whole-conversion runs")
     p.add_argument("--out", type=str, default=None)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -303,7 +405,8 @@ def main(argv=None) -> int:
     res = {"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "torch": torch.__version__, "threads": args.threads,
            "python": platform.python_version(), "machine": cpu_info()}  # fmt: skip
     print(
-        f"torch {torch.__version__}, {args.threads} threads, {res['machine'].get('cpu')}",
+        f"torch {torch.__version__}, {args.threads} threads, {res['machine'].get('cpu')}, "
+        f"load average {res['machine'].get('loadavg_at_start')}",
         flush=True,
     )
     res["throughput"] = throughput()
@@ -320,30 +423,22 @@ def main(argv=None) -> int:
         if not args.memory_only:
             svc = load_svc(work)
             res["synthesizer_10s"] = synth_bench(svc, args.runs)
-            s = res["synthesizer_10s"]
-            print(
-                f"synthesizer, 10 s input: {s['gflop']:.1f} GFLOP ("
-                + ", ".join(f"{k} {v:.1f}" for k, v in s["gflop_per_module"].items())
-                + ")",
-                flush=True,
-            )
-            for name, r in s["paths"].items():
-                extra = "".join(
-                    f", {k} {v:.3g}"
-                    for k, v in r.items()
-                    if k.endswith(("diff_vs_reference", "vs_fp32"))
-                )
-                print(f"  {name:9s} median {r['median_s']:.2f} s  RTF {r['rtf']:.3f}  {r['gflops']:.1f} GFLOP/s{extra}",
-                      flush=True)  # fmt: skip
+            print_synth(res["synthesizer_10s"], res["throughput"])
             del svc
+            res["encoder_10s"] = e = encoder_bench(work, args.runs)
+            print(f"encoder vec768l12, 10 s ({e['frames']} frames): fp32 {e['fp32']['median_s']:.2f} s, "
+                  f"bf16 {e['bf16']['median_s']:.2f} s; units' SNR bf16 vs fp32 "
+                  f"{e['units_snr_db_bf16_vs_fp32']:.1f} dB", flush=True)  # fmt: skip
             res["pipeline"] = []
             lengths = [10.0] + ([] if args.no_long else [args.long])
             for seconds in lengths:
+                audio = {}
                 for precision in ("fp32", "bf16"):
-                    r = pipeline_bench(work, seconds, precision)
+                    r = pipeline_bench(work, seconds, precision, args.f0p)
+                    audio[precision] = r.pop("audio")
                     res["pipeline"].append(r)
-                    print(f"pipeline {seconds:.0f} s {precision}: convert {r['convert_s']:.2f} s (RTF {r['rtf_convert']:.3f}); "
-                          + ", ".join(f"{k} {v:.2f}" for k, v in r["stages_s"].items()), flush=True)  # fmt: skip
+                r["output_snr_db_vs_fp32"] = snr_db(audio["fp32"], audio["bf16"])
+            print_pipeline(res["pipeline"])
         if args.memory or args.memory_only:
             res["memory"] = [memory_bench(work, s, args.threads, args.memory_precision)
                              for s in args.memory_seconds]  # fmt: skip

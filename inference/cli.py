@@ -6,7 +6,7 @@ librosa reads; outputs are ``results/{name}_{key}_{spk}{cluster}_{mode}_{f0p}.{w
 ``sovdiff`` or ``diff``; ``spk`` = ``spk_mix`` when mixing), written atomically at the model's rate (44.1 kHz).
 
 Extra flags (not in the reference): ``--seed`` (the synthesizer's noise seed, 52468 as the
-reference hard-codes), ``--precision bf16`` (faster CPU path), ``--max_chunk_seconds``,
+reference hard-codes), ``--precision bf16`` (the whole conversion's networks in bf16 on the CPU), ``--max_chunk_seconds``,
 ``--backend onnx`` / ``--onnx_model`` (synthesizer in ONNX Runtime, see onnxexport/runtime.py).
 
 Differences: a non-wav input is read directly (the reference first wrote a ``.wav`` copy next to
@@ -119,7 +119,12 @@ def build_parser() -> argparse.ArgumentParser:
       help="f0 threshold for crepe / rmvpe / fcpe (0..1)")  # fmt: skip
     # ours
     a("--seed", type=int, default=52468, help="noise seed (same seed, same output)")
-    a("--precision", choices=["fp32", "bf16"], default="fp32", help="synthesizer precision on CPU")
+    a(
+        "--precision",
+        choices=["fp32", "bf16"],
+        default="fp32",
+        help="bf16: encoder, neural f0, synthesizer and enhancer in bfloat16 on the CPU",
+    )
     a("--backend", choices=["torch", "onnx"], default="torch",
       help="run the synthesizer in torch or in ONNX Runtime (same output to float rounding)")  # fmt: skip
     a("--onnx_model", type=str, default=None,

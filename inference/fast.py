@@ -50,6 +50,17 @@ def _time_major(x: torch.Tensor) -> torch.Tensor:
     return x.transpose(1, 2).contiguous()
 
 
+def _padded(x: torch.Tensor, left: int, take: int, total: int) -> torch.Tensor:
+    """``[B, total, C]``: zeros, then ``x[:, :, :take]`` time-major from ``left``, then zeros
+    (only the edges are zero-filled)."""
+    B, C, _ = x.shape
+    xp = x.new_empty(B, total, C)
+    xp[:, :left].zero_()
+    xp[:, left : left + take] = x[:, :, :take].transpose(1, 2)
+    xp[:, left + take :].zero_()
+    return xp
+
+
 def stride1_conv(
     x: torch.Tensor,
     w: torch.Tensor,
@@ -65,6 +76,10 @@ def stride1_conv(
     Returns ``[B, Co, L_out]`` with time-major strides.
     """
     B, C, L = x.shape
+    if torch.is_autocast_enabled("cpu") and x.device.type == "cpu":
+        # the convolution would cast to bf16 anyway: cast first, so that the padding and tiling
+        # copies below move half the bytes (same values)
+        x = x.to(torch.get_autocast_dtype("cpu"))
     halo = dilation * (w.shape[-1] - 1)
     l_out = L + pad_left + pad_right - halo
     if l_out <= 0:
@@ -74,15 +89,12 @@ def stride1_conv(
         if pad_left == pad_right:
             x4 = channels_last_1d(x).unsqueeze(2)
             return F.conv2d(x4, w4, b, 1, (0, pad_left), (1, dilation)).squeeze(2)
-        xp = x.new_zeros(B, pad_left + L + pad_right, C)
-        xp[:, pad_left : pad_left + L] = x.transpose(1, 2)
+        xp = _padded(x, pad_left, L, pad_left + L + pad_right)
         return F.conv2d(xp.transpose(1, 2).unsqueeze(2), w4, b, 1, 0, (1, dilation)).squeeze(2)
     n = math.ceil(l_out / tile)
     span = tile + halo
     need = (n - 1) * tile + span
-    xp = x.new_zeros(B, need, C)
-    take = min(L, need - pad_left)
-    xp[:, pad_left : pad_left + take] = x[:, :, :take].transpose(1, 2)
+    xp = _padded(x, pad_left, min(L, need - pad_left), need)
     # overlapping windows [B·n, C, 1, span], materialised channels-last
     tiles = xp.as_strided((B, n, span, C), (need * C, tile * C, C, 1)).reshape(B * n, 1, span, C)
     y = F.conv2d(tiles.permute(0, 3, 1, 2), w4, b, 1, 0, (1, dilation))  # [B·n, Co, 1, tile]

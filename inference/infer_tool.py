@@ -137,9 +137,19 @@ class Svc:
     - ``pretrain_dir``: folder of speech-encoder / vocoder files (default ``pretrain``);
     - ``fold_weight_norm``: fold weight norm into plain weights after loading, and run the
       decoders' convolutions in the channels-last layout (:mod:`inference.fast`) (default True;
-      same output to float rounding, about 1.5× faster in fp32 on CPU);
-    - ``precision``: ``"fp32"`` (default) or ``"bf16"`` (CPU autocast for the synthesizer: faster
-      on CPUs with bf16 support, output within ~35 dB SNR of fp32);
+      same output to float rounding, max |Δ| ≈ 2.4e-7). Speed of ``net_g.infer`` on 10 s, 2
+      threads, measured by ``bench/infer_speed.py``: on a 2-core AMD EPYC 0.71–0.98 of
+      so-vits-svc 4.1's own time (median ≈ 0.88; the gain is in the transposed convolutions,
+      the resblock convolutions already run near the fp32 peak); on a 2-core Xeon (AMX, shared
+      with a training run) 0.55 of the straightforward path (weight norm kept, ``no_grad``) in
+      the same run. It is not a general "1.5× faster than 4.1";
+    - ``precision``: ``"fp32"`` (default) or ``"bf16"``: on the CPU the speech encoder (bf16
+      weights), a neural f0 predictor (crepe, rmvpe, fcpe), the synthesizer and the enhancer run
+      under bf16 autocast, their mel front ends and f0 decoding in fp32 (:mod:`common.precision`).
+      Measured against fp32: synthesizer output 47.5 dB SNR; ContentVec units 41.5 dB SNR
+      (random-init full size); whole conversion with ``-eh`` ≥ 35 dB SNR (tested; 39–40 dB
+      measured). Whether it is faster depends on the CPU's bf16 support and load: see
+      ``bench/infer_speed.py`` and inference/README.md;
     - ``max_chunk_seconds``: see the module doc;
     - ``backend``: ``"torch"`` (default) or ``"onnx"``: the synthesizer runs in ONNX Runtime from
       ``onnx_model`` (a ``*_SoVits.onnx`` from ``onnx_export.py``), or, when that is ``None``, from
@@ -173,9 +183,10 @@ class Svc:
     ):
         if backend not in ("torch", "onnx"):
             raise ValueError(f"backend must be 'torch' or 'onnx', got {backend!r}")
-        if precision not in ("fp32", "bf16"):
-            raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
         from common.hparams import load_config
+        from common.precision import check as check_precision
+
+        check_precision(precision)
 
         self.net_g_path = str(net_g_path)
         self.only_diffusion = bool(only_diffusion)
@@ -248,6 +259,7 @@ class Svc:
         self.hubert_model = get_speech_encoder(
             self.speech_encoder, device=self.dev, pretrain_dir=self.pretrain_dir
         )
+        self.hubert_model.set_precision(precision)
         self.timings["load_encoder"] = time.perf_counter() - t0
         self.volume_extractor = VolumeExtractor(self.hop_size)
 
@@ -405,7 +417,7 @@ class Svc:
             self._f0_predictors.clear()  # keep one, like the reference
             self._f0_predictors[key] = get_f0_predictor(
                 name, hop_length=self.hop_size, sampling_rate=self.target_sample, device=self.dev,
-                threshold=cr_threshold,
+                threshold=cr_threshold, precision=self.precision,
             )  # fmt: skip
         return self._f0_predictors[key]
 
@@ -532,6 +544,8 @@ class Svc:
                     audio = change_rms(wav, self.target_sample, audio, self.target_sample,
                                        loudness_envelope_adjustment)  # fmt: skip
             return audio, audio.shape[-1], n_frames
+        from common.precision import uses_bf16
+
         t0 = time.perf_counter()
         with torch.inference_mode():
             vol = None
@@ -539,7 +553,7 @@ class Svc:
                 vol = self.volume_extractor.extract(torch.from_numpy(wav)[None]).to(
                     self.dev, self.dtype
                 )
-            use_bf16 = self.precision == "bf16" and self.dev.type == "cpu"
+            use_bf16 = uses_bf16(self.precision, self.dev)
             synth = self.onnx_synth or self.net_g_ms  # ONNX Runtime runs its graph in float32
             listener = getattr(self, "z_listener", None)
             hook = listener and self.net_g_ms.dec.register_forward_pre_hook(

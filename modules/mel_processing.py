@@ -243,6 +243,10 @@ class NsfMel:
         in_dtype = y.dtype
         if in_dtype != torch.float32 and in_dtype != torch.float64:
             y = y.to(torch.float32)
+        with torch.autocast(y.device.type, enabled=False):  # fp32 even inside bf16 autocast
+            return self._get_mel(y, keyshift, speed, center, warn_range)
+
+    def _get_mel(self, y, keyshift, speed, center, warn_range) -> torch.Tensor:
         factor = 2 ** (keyshift / 12)
         n_fft_new = int(np.round(self.n_fft * factor))
         win_size_new = int(np.round(self.win_size * factor))

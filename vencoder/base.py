@@ -65,11 +65,18 @@ def prepare_wav(wav, min_samples: int = 0, name: str = "speech encoder") -> torc
     return wav.float()
 
 
+_MATMUL_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d)
+
+
 class SpeechEncoder(ABC):
     """Base class: ``.name``, ``.dim`` (C), ``.device`` and ``.encoder(wav16k) -> [1, C, T16]``."""
 
     name: str = ""
     dim: int = 0
+    #: ``"bf16"``: the torch network runs under CPU autocast (waveform checks, log-mel and the
+    #: returned units stay fp32; :mod:`common.precision`). ONNX / CTranslate2 encoders ignore it.
+    #: Set it with :meth:`set_precision`.
+    precision: str = "fp32"
 
     def __init__(self, device: str | torch.device | None = None):
         self.device = resolve_device(device)
@@ -79,6 +86,40 @@ class SpeechEncoder(ABC):
     @abstractmethod
     def encoder(self, wav) -> torch.Tensor:
         """16 kHz float audio ``[L]`` or ``[L, 2]`` → units ``[1, C, T16]`` on ``self.device``."""
+
+    def set_precision(self, precision: str) -> None:
+        """``"fp32"`` or ``"bf16"``. On the CPU, bf16 also casts the weights of the network's
+        linear and convolution layers to bf16 once, in place (no per-call weight casts under
+        autocast); norms, embeddings and buffers stay fp32, so the residual stream that adds up
+        the layers' outputs stays fp32 where the model keeps it so. After that, fp32 needs the
+        encoder loaded again.
+        """
+        from common.precision import check, uses_bf16
+
+        check(precision)
+        model = getattr(self, "model", None)
+        if isinstance(model, nn.Module):
+            layers = [m for m in model.modules() if isinstance(m, _MATMUL_LAYERS)]
+            cast = any(m.weight.dtype == torch.bfloat16 for m in layers)
+            if precision == "fp32" and cast:
+                raise ValueError(
+                    f"{self.name}: weights already cast to bf16; load it again for fp32"
+                )
+            if uses_bf16(precision, self.device) and not cast:
+                for m in layers:
+                    m.to(torch.bfloat16)
+                self._prepare_bf16(model)
+        self.precision = precision
+
+    def _prepare_bf16(self, model: nn.Module) -> None:
+        """Layout changes that pay off once the weights are bf16 (subclasses); none by default."""
+        return None
+
+    def net_autocast(self) -> torch.autocast:
+        """The region the network runs in (a no-op unless ``precision`` is bf16 on the CPU)."""
+        from common.precision import autocast
+
+        return autocast(self.precision, self.device)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, dim={self.dim}, device={self.device})"

@@ -76,6 +76,14 @@ class Wav2Vec2Config:
         return max(n, 0)
 
 
+def _conv_time_major(conv: nn.Conv1d, x: torch.Tensor) -> torch.Tensor:
+    """``conv(x)`` for ``x [B, C, L]`` as an NHWC ``conv2d``; returns ``[B, C', L']`` time-major."""
+    if x.size(1) > 1 and x.stride(1) != 1:
+        x = x.transpose(1, 2).contiguous().transpose(1, 2)
+    w = conv.weight.unsqueeze(2).contiguous(memory_format=torch.channels_last)
+    return F.conv2d(x.unsqueeze(2), w, conv.bias, (1, conv.stride[0])).squeeze(2)
+
+
 class ConvBlock(nn.Module):
     def __init__(
         self, c_in: int, c_out: int, kernel: int, stride: int, bias: bool, norm: str | None
@@ -89,9 +97,12 @@ class ConvBlock(nn.Module):
             self.norm = nn.LayerNorm(c_out, eps=EPS)
         else:
             self.norm = None
+        #: run the convolution as a channels-last (NHWC) conv2d: oneDNN's blocked kernels (AMX in
+        #: bf16) instead of its NCHW path, output time-major; same products, other summation order
+        self.time_major = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.conv(x)
+        x = _conv_time_major(self.conv, x) if self.time_major else self.conv(x)
         if self.norm_kind == "group_norm":
             x = self.norm(x)
         elif self.norm_kind == "layer_norm":  # over channels

@@ -186,7 +186,8 @@ class WhisperPPG(SpeechEncoder):
         parts = []
         for window, keep in windows(wav):
             mel = log_mel_spectrogram(window, self.n_mels)
-            parts.append(self.model(mel.unsqueeze(0))[0, :keep])
+            with self.net_autocast():
+                parts.append(self.model(mel.unsqueeze(0))[0, :keep].float())
         return torch.cat(parts).T.unsqueeze(0).float()
 
 

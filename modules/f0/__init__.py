@@ -28,6 +28,7 @@ def get_f0_predictor(
     sampling_rate: int = 44100,
     device=None,
     threshold: float = 0.05,
+    precision: str = "fp32",
     **kw,
 ) -> F0Predictor:
     """Build the predictor ``name`` (see :data:`F0_PREDICTORS`).
@@ -37,7 +38,19 @@ def get_f0_predictor(
     fcpe), ``pretrain_dir`` (rmvpe, fcpe: where ``rmvpe.pt``/``fcpe.pt`` are looked for instead
     of ``$SOVITS_PRETRAIN`` or ``./pretrain``). ``device=None`` picks CUDA when available. Raises :class:`F0ModelMissing` when a weight
     file is absent and ``ValueError`` for an unknown name.
+
+    ``precision``: ``"bf16"`` runs a neural predictor's network under CPU autocast
+    (:mod:`common.precision`); pm, dio and harvest ignore it.
     """
+    from common.precision import check
+
+    check(precision)
+    pred = _build(name, hop_length, sampling_rate, device, threshold, **kw)
+    pred.precision = precision
+    return pred
+
+
+def _build(name, hop_length, sampling_rate, device, threshold, **kw) -> F0Predictor:
     key = name.strip().lower()
     common = dict(hop_length=hop_length, sampling_rate=sampling_rate, threshold=threshold,
                   device=device)  # fmt: skip

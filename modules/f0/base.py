@@ -78,6 +78,9 @@ class F0Predictor(abc.ABC):
     """
 
     name = "base"
+    #: ``"bf16"``: the network (crepe, rmvpe, fcpe) runs under CPU autocast; the mel front end
+    #: and the decoding of its output stay fp32 (:mod:`common.precision`). Others ignore it.
+    precision = "fp32"
 
     def __init__(self, hop_length: int = 512, sampling_rate: int = 44100, f0_min: float = 50.0,
                  f0_max: float = 1100.0, threshold: float = 0.05, device=None):  # fmt: skip
@@ -91,6 +94,12 @@ class F0Predictor(abc.ABC):
     @abc.abstractmethod
     def compute_f0(self, wav: np.ndarray, p_len: int | None = None) -> np.ndarray:
         """Raw f0 [Hz] on the ``p_len`` frame grid, 0 where unvoiced."""
+
+    def net_autocast(self) -> torch.autocast:
+        """The region a neural predictor runs its network in (no-op unless ``precision`` bf16)."""
+        from common.precision import autocast
+
+        return autocast(self.precision, self.device)
 
     def interpolate_f0(self, f0: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return interpolate_f0(f0, self.hop_length, self.sampling_rate)

@@ -283,8 +283,9 @@ class CrepeF0Predictor(FrameModelPredictor):
     @torch.no_grad()
     def probabilities(self, frames: torch.Tensor) -> torch.Tensor:
         """Network outputs ``[T, 360]`` (run ``infer_batch`` frames at a time)."""
-        outs = [self.net(frames[i : i + self.infer_batch].to(self.device))
-                for i in range(0, frames.size(0), self.infer_batch)]  # fmt: skip
+        with self.net_autocast():
+            outs = [self.net(frames[i : i + self.infer_batch].to(self.device)).float()
+                    for i in range(0, frames.size(0), self.infer_batch)]  # fmt: skip
         return torch.cat(outs, 0) if outs else frames.new_zeros(0, PITCH_BINS)
 
     @torch.no_grad()

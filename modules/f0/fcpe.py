@@ -357,7 +357,10 @@ class FCPEF0Predictor(FrameModelPredictor):
     def latent(self, wav: np.ndarray, sr: int | None = None) -> torch.Tensor:
         sr = self.sampling_rate if sr is None else sr
         audio = torch.from_numpy(np.asarray(wav, dtype=np.float32)).to(self.device)[None]
-        return self.net(fcpe_mel(audio, sr, self.mel_cfg))
+        mel = fcpe_mel(audio, sr, self.mel_cfg)
+        with self.net_autocast():
+            latent = self.net(mel)
+        return latent.float()
 
     @torch.no_grad()
     def model_f0(self, wav: np.ndarray) -> np.ndarray:

@@ -284,7 +284,9 @@ class RMVPEF0Predictor(FrameModelPredictor):
         mel = rmvpe_mel(audio16)
         n_frames = mel.shape[-1]
         mel = F.pad(mel, (0, 32 * ((n_frames - 1) // 32 + 1) - n_frames), mode="constant")
-        return self.net(mel)[:, :n_frames][0]
+        with self.net_autocast():
+            salience = self.net(mel)
+        return salience[:, :n_frames][0].float()
 
     @torch.no_grad()
     def model_f0(self, wav: np.ndarray) -> np.ndarray:
