@@ -117,6 +117,7 @@ def prepare(work: Path, args) -> None:
         run("config", [str(ROOT / "preprocess_flist_config.py"), *flags], work)
         c = json.loads(cfg.read_text(encoding="utf-8"))
         c["train"].update(json.loads(args.train_overrides))
+        c["model"].update(json.loads(args.model_overrides))
         write_text(cfg, json.dumps(c, indent=2) + "\n")
     run("features", [str(ROOT / "preprocess_hubert_f0.py"), "--f0_predictor", args.f0_predictor,
                      "--num_processes", "1"], work)  # fmt: skip
@@ -354,6 +355,9 @@ def main(argv: list[str] | None = None) -> int:
         help="preprocess_flist_config.py -se (default: the encoder the install ships)",
     )
     p.add_argument("--f0_predictor", default="fcpe", help="features, conversion and eval.py")
+    p.add_argument("--model_overrides", default="{}",
+                   help='JSON merged into the config\'s "model" (first run only), e.g. the demo '
+                        'voice\'s small decoder: \'{"upsample_initial_channel": 128}\'')  # fmt: skip
     p.add_argument("--train_overrides", default="{}",
                    help='JSON merged into the config\'s "train" (first run only), e.g. '
                         '\'{"learning_rate": 0.0003, "disc_start_step": 2000}\'')  # fmt: skip
@@ -376,12 +380,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"quality_recipe: {args.eval_script} not found: the recipe scores with eval.py "
               "(issue 8, deliverable 1); merge it first", file=sys.stderr)  # fmt: skip
         return 2
-    try:
-        json.loads(args.train_overrides)
-    except ValueError:
-        print(f"quality_recipe: --train_overrides {args.train_overrides!r} is not JSON",
-              file=sys.stderr)  # fmt: skip
-        return 2
+    for flag, value in (("--train_overrides", args.train_overrides),
+                        ("--model_overrides", args.model_overrides)):  # fmt: skip
+        try:
+            json.loads(value)
+        except ValueError:
+            print(f"quality_recipe: {flag} {value!r} is not JSON", file=sys.stderr)
+            return 2
     work = Path(args.workdir).resolve()
     work.mkdir(parents=True, exist_ok=True)
     prepare(work, args)

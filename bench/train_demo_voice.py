@@ -266,6 +266,27 @@ def picture(source, output, transpose: float, png, f0_predictor: str = "fcpe") -
     plt.close(fig)
 
 
+def training_minutes(train_log: Path):
+    """``train.log`` -> ``f(step)``: minutes spent in training steps up to ``step`` (the sum of the
+    logged seconds per step; evaluation, checkpoint writing and pauses between runs excluded)."""
+    import re
+
+    pattern = re.compile(r"step: (\d+), .* ([0-9.]+) s/step")
+    points, total, last = [(0, 0.0)], 0.0, 0
+    for line in train_log.read_text(encoding="utf-8", errors="replace").splitlines():
+        m = pattern.search(line)
+        if m:
+            step, sec = int(m.group(1)), float(m.group(2))
+            total += max(0, step - last) * sec / 60
+            last = step
+            points.append((step, total))
+
+    def at(step: int) -> float:
+        return max((t for s, t in points if s <= step), default=0.0)
+
+    return at
+
+
 def score_checkpoints(work: Path) -> list[dict]:
     """Convert the held-out clips (:data:`PAIRS`) with every not yet scored ``G_*.pth`` and
     append F0 corr / speaker similarity per step to ``work/curve.jsonl``; plot ``curve.png``."""
@@ -279,7 +300,7 @@ def score_checkpoints(work: Path) -> list[dict]:
     done = set()
     if curve_path.is_file():
         done = {json.loads(ln)["step"] for ln in curve_path.read_text().splitlines() if ln.strip()}
-    start = (model_dir / "config.json").stat().st_mtime
+    step_minutes = training_minutes(model_dir / "train.log")
     val = [ln.strip() for ln in (work / "filelists" / "val.txt").read_text().splitlines()]
     clips = {s: sorted(work / v for v in val if f"/{s}/" in v)[:1] for s in ("alto", "bass")}
     banks = {s: sorted((work / "dataset" / "44k" / s).glob("*.wav"))[-6:] for s in clips}
@@ -294,7 +315,7 @@ def score_checkpoints(work: Path) -> list[dict]:
         step = int(Path(g).stem[2:])
         if step in done:
             continue
-        minutes = (Path(g).stat().st_mtime - start) / 60
+        minutes = step_minutes(step)
         svc = Svc(g, str(model_dir / "config.json"), "cpu", "", False, "", "", False, False)
         items = []
         for src, tgt, t in PAIRS:
@@ -321,7 +342,7 @@ def score_checkpoints(work: Path) -> list[dict]:
 
 
 def plot_curve(curve_path: Path, x_key: str = "minutes",
-               x_label: str = "training minutes (wall clock)") -> None:  # fmt: skip
+               x_label: str = "training minutes (sum of step times)") -> None:  # fmt: skip
     """``curve.jsonl`` (rows with step, ``x_key``, self/cross F0 corr and SECS) -> ``curve.png``."""
     import matplotlib
 
