@@ -121,6 +121,27 @@ def prepare(work: Path, args) -> None:
         write_text(cfg, json.dumps(c, indent=2) + "\n")
     run("features", [str(ROOT / "preprocess_hubert_f0.py"), "--f0_predictor", args.f0_predictor,
                      "--num_processes", "1"], work)  # fmt: skip
+    if args.base_model:
+        place_base_model(work / "logs" / "44k", *map(Path, args.base_model))
+
+
+def place_base_model(logs: Path, g: Path, d: Path) -> None:
+    """Fine-tuning as so-vits-svc users do it: a base model's ``G``/``D`` become ``logs/44k``'s
+    ``G_0.pth``/``D_0.pth`` (step 0, no resume state; a speaker embedding of another size is
+    re-initialised by train.py). Skipped once ``logs/44k`` holds checkpoints."""
+    import torch
+
+    from common.atomic import torch_save
+
+    if list(logs.glob("G_*.pth")):
+        return
+    logs.mkdir(parents=True, exist_ok=True)
+    for src, name in ((g, "G_0.pth"), (d, "D_0.pth")):
+        ckpt = torch.load(src, map_location="cpu", weights_only=True)
+        ckpt.pop("train_state", None)
+        ckpt["iteration"] = 0
+        torch_save(ckpt, logs / name)
+        print(f"== base model: {src} -> {logs / name}")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -373,6 +394,9 @@ def main(argv: list[str] | None = None) -> int:
         default=20.0,
         help="training CPU minutes between two curve points",
     )
+    p.add_argument("--base_model", nargs=2, metavar=("G", "D"),
+                   help="fine-tune from these G_*.pth / D_*.pth (same model config; e.g. the "
+                        "demo voice's logs/demo/G_4400.pth D_4400.pth) instead of from scratch")  # fmt: skip
     p.add_argument("--final_only", action="store_true", help="only the final table")
     p.add_argument("--eval_script", default=str(ROOT / "eval.py"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
