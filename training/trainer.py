@@ -299,7 +299,7 @@ def train_step(ctx: StepContext, c, f0, spec, y, g, lengths, uv, volume=None) ->
     grad_norm_d = 0.0
     if ctx.adversarial:  # discriminator
         with ctx.autocast():
-            y_d_hat_r, y_d_hat_g, _, _ = net_d(y, y_hat.detach())
+            y_d_hat_r, y_d_hat_g, _, _ = net_d(y, y_hat.detach(), batched=True)
             with ctx.autocast(False):
                 loss_disc, _, _ = discriminator_loss(y_d_hat_r, y_d_hat_g)
                 loss_disc_all = loss_disc
@@ -311,7 +311,7 @@ def train_step(ctx: StepContext, c, f0, spec, y, g, lengths, uv, volume=None) ->
 
     with ctx.autocast():
         if ctx.adversarial:
-            y_d_hat_r, y_d_hat_g, fmap_r, fmap_g = net_d(y, y_hat)
+            y_d_hat_g, fmap_r, fmap_g = _discriminate_for_generator(net_d, y, y_hat)
         with ctx.autocast(False):
             loss_mel = F.l1_loss(y_mel, y_hat_mel) * t.c_mel
             loss_kl = kl_loss(z_p, logs_q, m_p, logs_p, z_mask) * t.c_kl
@@ -336,6 +336,34 @@ def train_step(ctx: StepContext, c, f0, spec, y, g, lengths, uv, volume=None) ->
         "y_mel": y_mel, "y_hat_mel": y_hat_mel, "mel": mel, "lf0": lf0, "pred_lf0": pred_lf0,
         "norm_lf0": norm_lf0,
     }  # fmt: skip
+
+
+def _discriminate_for_generator(net_d, y, y_hat):
+    """The generator update's discriminator pass: ``(y_d_hat_g, fmap_r, fmap_g)``.
+
+    The same values as ``net_d(y, y_hat)`` (the reference), computed with less work: the
+    discriminator's own gradients are not computed (the reference computes them here and
+    throws them away: D's gradients are zeroed before its next update), the real half runs
+    without autograd (its outputs only enter the loss detached), and a DDP wrapper is bypassed
+    (no all-reduce of those unused gradients). Only ``y_hat`` gets a gradient.
+    """
+    d = unwrap(net_d)
+    params = [p for p in d.parameters() if p.requires_grad]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        y_d_hat_g, fmap_r, fmap_g = [], [], []
+        for disc in d.discriminators:
+            with torch.no_grad():
+                _, fr = disc(y)
+            yg, fg = disc(y_hat)
+            y_d_hat_g.append(yg)
+            fmap_r.append(fr)
+            fmap_g.append(fg)
+    finally:
+        for p in params:
+            p.requires_grad_(True)
+    return y_d_hat_g, fmap_r, fmap_g
 
 
 # ----------------------------------------------------------------------------------------------
