@@ -244,7 +244,9 @@ def load_rmvpe(path: str | Path, device=None) -> E2E0:
     if net is None:
         net = E2E0(4, 1, (2, 2))
         net.load_state_dict(load_rmvpe_state(path), strict=True)
-        net = net.eval().to(device)
+        # channels-last: oneDNN's Conv2d runs about 3x faster on the CPU in NHWC than in NCHW
+        # (same values up to float rounding, ~2e-7 on the salience); the state dict is unchanged
+        net = net.eval().to(device).to(memory_format=torch.channels_last)
         _models[key] = net
     return net
 
