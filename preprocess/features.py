@@ -9,6 +9,11 @@ For every ``in_dir/<speaker>/*.wav`` it writes, beside the wav, the files listed
 A wav is complete when all of its outputs exist; each output is written atomically, so a run that
 is killed and started again redoes only what is missing. Reference-format (pickled) f0 and
 aug_mel files are recomputed, never unpickled. Workers use the ``spawn`` start method.
+
+``--precision bf16`` runs the speech encoder under bf16 autocast (units saved as float32); the
+default fp32 gives 4.1's units. Long files stay in bounded memory (:mod:`preprocess.long_inputs`:
+encoder chunks of ``CHUNK_S`` with ``CONTEXT_S`` of context, blocked spectrogram; rmvpe chunks
+itself).
 """
 
 from __future__ import annotations

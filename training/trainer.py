@@ -17,6 +17,11 @@ Differences from the reference, all deliberate:
 - the RNG state is restored after evaluation (``infer`` re-seeds the global generator);
 - evaluation also logs ``loss/val/mel``: L1 between the log-mels of ``infer``'s output and of the
   ground truth, averaged over the validation files;
+- less work for the same losses (``tests/test_train_step_reference.py`` checks them against the
+  plain 4.1 step, :mod:`training.reference_step`): the discriminator update runs the real and
+  generated audio as one batch, and the generator update's discriminator pass computes no
+  gradients for D (4.1 computes them and throws them away) and runs the real half without
+  autograd;
 - an optional ``train.disc_start_step`` (absent or 0 = the reference: adversarial from step 0):
   before that step the discriminator is neither run nor updated and G learns from the mel, KL
   and lf0 losses alone, which is much cheaper and learns faster at first (the demo voice).
