@@ -550,11 +550,20 @@ class MultiPeriodDiscriminator(nn.Module):
         discs += [DiscriminatorP(p, use_spectral_norm=use_spectral_norm) for p in periods]
         self.discriminators = nn.ModuleList(discs)
 
-    def forward(self, y, y_hat):
+    def forward(self, y, y_hat, batched: bool = False):
+        """y, y_hat ``[B, 1, L]``. ``batched``: run both through each discriminator as one batch
+        of 2B (one weight-norm evaluation and larger convolutions per discriminator; equal up
+        to float rounding), else one after the other (the reference)."""
         y_d_rs, y_d_gs, fmap_rs, fmap_gs = [], [], [], []
+        b = y.size(0)
         for d in self.discriminators:
-            y_d_r, fmap_r = d(y)
-            y_d_g, fmap_g = d(y_hat)
+            if batched and y_hat.size(0) == b:
+                y_d, fmap = d(torch.cat([y, y_hat], dim=0))
+                y_d_r, y_d_g = y_d[:b], y_d[b:]
+                fmap_r, fmap_g = [f[:b] for f in fmap], [f[b:] for f in fmap]
+            else:
+                y_d_r, fmap_r = d(y)
+                y_d_g, fmap_g = d(y_hat)
             y_d_rs.append(y_d_r)
             y_d_gs.append(y_d_g)
             fmap_rs.append(fmap_r)

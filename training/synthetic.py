@@ -125,3 +125,35 @@ def template_config(spk: dict, tiny: bool = False) -> dict:
     cfg["spk"] = dict(spk)
     cfg["model"]["n_speakers"] = len(spk)
     return cfg
+
+
+def synthetic_batch(hps, batch_size: int, frames: int, seed: int = 0) -> dict:
+    """A training batch like the collate's, of sine "voices" with noise (bench, tests).
+
+    Keys are :func:`training.trainer.train_step`'s arguments: c ``[B, ssl_dim, T]`` (random),
+    f0/uv ``[B, T]`` (one constant pitch per item, 220–330 Hz, all voiced), spec ``[B,
+    n_fft//2+1, T]`` of y ``[B, 1, T·hop]``, g ``[B, 1]`` speaker ids, lengths ``[B]`` (all T),
+    volume None. Drawn from a generator seeded by ``seed`` (the global RNG is not touched).
+    """
+    from modules.mel_processing import spectrogram_torch
+
+    d = hps.data
+    hop = int(d.hop_length)
+    b, n = int(batch_size), int(frames)
+    gen = torch.Generator().manual_seed(seed)
+    time_axis = torch.arange(n * hop) / d.sampling_rate
+    f0_hz = 220.0 * (1 + 0.5 * torch.rand(b, 1, generator=gen))
+    y = 0.5 * torch.sin(2 * torch.pi * f0_hz * time_axis)[:, None, :]
+    y = y + 0.01 * torch.randn(y.shape, generator=gen)
+    spec = spectrogram_torch(y.squeeze(1), d.filter_length, d.sampling_rate, hop, d.win_length)
+    n_spk = max(1, min(5, int(hps.model.n_speakers)))
+    return {
+        "c": torch.randn(b, hps.model.ssl_dim, n, generator=gen),
+        "f0": f0_hz.expand(b, n).contiguous(),
+        "spec": spec,
+        "y": y,
+        "g": torch.randint(0, n_spk, (b, 1), generator=gen),
+        "lengths": torch.full((b,), n, dtype=torch.long),
+        "uv": torch.ones(b, n),
+        "volume": None,
+    }

@@ -17,6 +17,11 @@ Differences from the reference, all deliberate:
 - the RNG state is restored after evaluation (``infer`` re-seeds the global generator);
 - evaluation also logs ``loss/val/mel``: L1 between the log-mels of ``infer``'s output and of the
   ground truth, averaged over the validation files;
+- less work for the same losses (``tests/test_train_step_reference.py`` checks them against the
+  plain 4.1 step, :mod:`training.reference_step`): the discriminator update runs the real and
+  generated audio as one batch, and the generator update's discriminator pass computes no
+  gradients for D (4.1 computes them and throws them away) and runs the real half without
+  autograd;
 - an optional ``train.disc_start_step`` (absent or 0 = the reference: adversarial from step 0):
   before that step the discriminator is neither run nor updated and G learns from the mel, KL
   and lf0 losses alone, which is much cheaper and learns faster at first (the demo voice).
@@ -299,7 +304,7 @@ def train_step(ctx: StepContext, c, f0, spec, y, g, lengths, uv, volume=None) ->
     grad_norm_d = 0.0
     if ctx.adversarial:  # discriminator
         with ctx.autocast():
-            y_d_hat_r, y_d_hat_g, _, _ = net_d(y, y_hat.detach())
+            y_d_hat_r, y_d_hat_g, _, _ = net_d(y, y_hat.detach(), batched=True)
             with ctx.autocast(False):
                 loss_disc, _, _ = discriminator_loss(y_d_hat_r, y_d_hat_g)
                 loss_disc_all = loss_disc
@@ -311,7 +316,7 @@ def train_step(ctx: StepContext, c, f0, spec, y, g, lengths, uv, volume=None) ->
 
     with ctx.autocast():
         if ctx.adversarial:
-            y_d_hat_r, y_d_hat_g, fmap_r, fmap_g = net_d(y, y_hat)
+            y_d_hat_g, fmap_r, fmap_g = _discriminate_for_generator(net_d, y, y_hat)
         with ctx.autocast(False):
             loss_mel = F.l1_loss(y_mel, y_hat_mel) * t.c_mel
             loss_kl = kl_loss(z_p, logs_q, m_p, logs_p, z_mask) * t.c_kl
@@ -336,6 +341,34 @@ def train_step(ctx: StepContext, c, f0, spec, y, g, lengths, uv, volume=None) ->
         "y_mel": y_mel, "y_hat_mel": y_hat_mel, "mel": mel, "lf0": lf0, "pred_lf0": pred_lf0,
         "norm_lf0": norm_lf0,
     }  # fmt: skip
+
+
+def _discriminate_for_generator(net_d, y, y_hat):
+    """The generator update's discriminator pass: ``(y_d_hat_g, fmap_r, fmap_g)``.
+
+    The same values as ``net_d(y, y_hat)`` (the reference), computed with less work: the
+    discriminator's own gradients are not computed (the reference computes them here and
+    throws them away: D's gradients are zeroed before its next update), the real half runs
+    without autograd (its outputs only enter the loss detached), and a DDP wrapper is bypassed
+    (no all-reduce of those unused gradients). Only ``y_hat`` gets a gradient.
+    """
+    d = unwrap(net_d)
+    params = [p for p in d.parameters() if p.requires_grad]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        y_d_hat_g, fmap_r, fmap_g = [], [], []
+        for disc in d.discriminators:
+            with torch.no_grad():
+                _, fr = disc(y)
+            yg, fg = disc(y_hat)
+            y_d_hat_g.append(yg)
+            fmap_r.append(fr)
+            fmap_g.append(fg)
+    finally:
+        for p in params:
+            p.requires_grad_(True)
+    return y_d_hat_g, fmap_r, fmap_g
 
 
 # ----------------------------------------------------------------------------------------------
@@ -515,7 +548,12 @@ def _run(opts: TrainOptions, hps: HParams, model_dir: str, d: _Dist, device) -> 
     fp16_run = bool(t.get("fp16_run", False))
     half_type = torch.bfloat16 if t.get("half_type", "fp16") == "bf16" else torch.float16
     if fp16_run and device.type == "cpu":
-        logger.warning("fp16_run on the CPU: autocast %s on the CPU is slow and limited", half_type)
+        if half_type == torch.bfloat16:  # 4.1's fp16_run + half_type "bf16": CPU bf16 autocast
+            logger.info("fp16_run with half_type bf16 on the CPU: bf16 autocast (fastest on CPUs "
+                        "with AVX-512 BF16 / AMX; see bench/train_speed.py)")  # fmt: skip
+        else:
+            logger.warning("fp16_run with half_type fp16 on the CPU: fp16 autocast on the CPU is "
+                           "slow; half_type bf16 is the CPU's reduced precision")  # fmt: skip
     clip_norm, clip_value = t.get("grad_clip_norm") or None, t.get("grad_clip_value") or None
     if clip_norm or clip_value:
         logger.info("gradient clipping: total norm %s, value %s", clip_norm, clip_value)

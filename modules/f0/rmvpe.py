@@ -200,11 +200,14 @@ class E2E0(nn.Module):
         return self.fc(x)
 
 
-def rmvpe_mel(audio16: torch.Tensor) -> torch.Tensor:
-    """Log-mel ``[B, 128, 1 + L16 // 160]`` of 16 kHz audio ``[B, L16]`` (center=True, reflect)."""
+def rmvpe_mel(audio16: torch.Tensor, center: bool = True) -> torch.Tensor:
+    """Log-mel ``[B, 128, 1 + L16 // 160]`` of 16 kHz audio ``[B, L16]`` (center=True, reflect).
+
+    ``center=False``: the input is already padded (512 each side of the frames it covers) and
+    gives ``1 + (L16 - 1024) // 160`` frames, the same values as the centred frames there."""
     window = hann_window(1024, torch.float32, audio16.device)
     fft = torch.stft(audio16, n_fft=1024, hop_length=160, win_length=1024, window=window,
-                     center=True, pad_mode="reflect", return_complex=True)  # fmt: skip
+                     center=center, pad_mode="reflect", return_complex=True)  # fmt: skip
     magnitude = torch.sqrt(fft.real.pow(2) + fft.imag.pow(2))
     basis = mel_basis(16000, 1024, N_MELS, 30, 8000, torch.float32, audio16.device, htk=True)
     return torch.log(torch.clamp(torch.matmul(basis, magnitude), min=1e-5))
@@ -241,7 +244,9 @@ def load_rmvpe(path: str | Path, device=None) -> E2E0:
     if net is None:
         net = E2E0(4, 1, (2, 2))
         net.load_state_dict(load_rmvpe_state(path), strict=True)
-        net = net.eval().to(device)
+        # channels-last: oneDNN's Conv2d runs about 3x faster on the CPU in NHWC than in NCHW
+        # (same values up to float rounding, ~2e-7 on the salience); the state dict is unchanged
+        net = net.eval().to(device).to(memory_format=torch.channels_last)
         _models[key] = net
     return net
 
@@ -276,17 +281,43 @@ class RMVPEF0Predictor(FrameModelPredictor):
         self.model_path = Path(model_path) if model_path else pdir / "rmvpe.pt"
         self.net = load_rmvpe(self.model_path, self.device)
 
+    #: long inputs run through the network in chunks of this many frames (10 ms each), with
+    #: ``context_frames`` more on each side that are computed and dropped; an input of at most
+    #: ``chunk_frames + 2 * context_frames`` frames runs whole, as in so-vits. 0 = never chunk.
+    #: Bounds the memory of long files (the U-Net's activations grow with the length).
+    chunk_frames: int = 4096
+    context_frames: int = 256
+
     @torch.no_grad()
     def salience(self, wav: np.ndarray, sr: int | None = None) -> torch.Tensor:
+        """``[T, 360]`` salience at 100 frames/s, ``T = 1 + L16 // 160``."""
         sr = self.sampling_rate if sr is None else sr
         audio = torch.from_numpy(np.asarray(wav, dtype=np.float32)).to(self.device)[None]
         audio16 = resample_sinc(audio, sr, 16000, lowpass_filter_width=128)
-        mel = rmvpe_mel(audio16)
+        n_frames = 1 + audio16.shape[-1] // 160
+        if self.chunk_frames and n_frames > self.chunk_frames + 2 * self.context_frames:
+            return self._salience_chunked(audio16, n_frames)
+        return self._net_salience(rmvpe_mel(audio16))
+
+    def _net_salience(self, mel: torch.Tensor) -> torch.Tensor:
         n_frames = mel.shape[-1]
         mel = F.pad(mel, (0, 32 * ((n_frames - 1) // 32 + 1) - n_frames), mode="constant")
         with self.net_autocast():
             salience = self.net(mel)
         return salience[:, :n_frames][0].float()
+
+    def _salience_chunked(self, audio16: torch.Tensor, n_frames: int) -> torch.Tensor:
+        """:meth:`salience` chunk by chunk: the mel frames are exactly the unchunked ones; the
+        network (U-Net and BiGRU) sees ``context_frames`` of real signal beyond each chunk."""
+        padded = F.pad(audio16, (512, 512), mode="reflect")  # what stft(center=True) does
+        chunk, ctx = int(self.chunk_frames), int(self.context_frames)
+        out = []
+        for a in range(0, n_frames, chunk):
+            b = min(a + chunk, n_frames)
+            lo, hi = max(0, a - ctx), min(n_frames, b + ctx)
+            mel = rmvpe_mel(padded[:, 160 * lo : 160 * (hi - 1) + 1024], center=False)
+            out.append(self._net_salience(mel)[a - lo : b - lo])
+        return torch.cat(out)
 
     @torch.no_grad()
     def model_f0(self, wav: np.ndarray) -> np.ndarray:

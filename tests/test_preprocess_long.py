@@ -1,0 +1,91 @@
+"""Long inputs in bounded memory (preprocess/long_inputs.py, rmvpe chunks) and the bf16 speech
+encoder of ``preprocess_hubert_f0.py --precision bf16``: chunked results match one pass."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from tests.vencoder_checkpoints import TINY_CONTENTVEC, reference_json, write_fairseq_hubert
+
+torch.set_num_threads(2)
+
+
+def _voice(seconds: float, sr: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * sr)) / sr
+    f0 = 180 + 40 * np.sin(2 * np.pi * 0.7 * t)
+    x = 0.3 * np.sin(2 * np.pi * np.cumsum(f0) / sr) + 0.02 * rng.standard_normal(len(t))
+    return x.astype(np.float32)
+
+
+def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).norm() / b.norm())
+
+
+def test_blocked_spectrogram_equals_one_pass():
+    from modules.mel_processing import spectrogram_torch
+    from preprocess.long_inputs import spectrogram_blocked
+
+    wav = torch.from_numpy(_voice(1.3, 44100))
+    whole = spectrogram_torch(wav[None], 2048, 44100, 512, 2048, center=False)[0]
+    blocked = spectrogram_blocked(wav, block_frames=7)
+    assert blocked.shape == whole.shape == (1025, len(wav) // 512)
+    torch.testing.assert_close(blocked, whole, rtol=1e-5, atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def contentvec(tmp_path_factory):
+    from vencoder import get_speech_encoder
+
+    ref = reference_json("checkpoint_best_legacy_500.json")
+    if ref is None:
+        pytest.skip("shared/reference/formats not found (needs shared/ beside the repo)")
+    path = tmp_path_factory.mktemp("enc") / "checkpoint_best_legacy_500.pt"
+    write_fairseq_hubert(path, ref, TINY_CONTENTVEC, [str(i) for i in range(500)],
+                         optimizer_state=False)  # fmt: skip
+    return get_speech_encoder("vec768l12", device="cpu", path=path)
+
+
+def test_chunked_encoder_matches_one_pass(contentvec):
+    from preprocess.long_inputs import encode_chunked
+
+    wav = torch.from_numpy(_voice(4.0, 16000, seed=1))
+    with torch.inference_mode():
+        whole = contentvec.encoder(wav)
+        same = encode_chunked(contentvec, wav, chunk_s=4.0, context_s=1.0)  # short: one pass
+        chunked = encode_chunked(contentvec, wav, chunk_s=0.6, context_s=0.6)
+    assert torch.equal(same, whole)
+    assert chunked.shape == whole.shape == (1, contentvec.dim, (len(wav) - 400) // 320 + 1)
+    assert _rel(chunked, whole) < 0.02, _rel(chunked, whole)
+    # no context: the chunk edges show (the test can tell chunking apart)
+    with torch.inference_mode():
+        bare = encode_chunked(contentvec, wav, chunk_s=0.6, context_s=0.0)
+    assert _rel(bare, whole) > 2 * _rel(chunked, whole)
+
+
+def test_bf16_encoder_units_near_fp32(contentvec):
+    wav = torch.from_numpy(_voice(2.0, 16000, seed=2))
+    with torch.inference_mode():
+        fp32 = contentvec.encoder(wav)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            bf16 = contentvec.encoder(wav).float()
+    assert bf16.dtype == torch.float32 and bf16.shape == fp32.shape
+    assert 0 < _rel(bf16, fp32) < 0.05, _rel(bf16, fp32)
+
+
+def test_chunked_rmvpe_salience_matches_one_pass(tmp_path):
+    from modules.f0.rmvpe import E2E0, RMVPEF0Predictor
+
+    torch.manual_seed(0)
+    path = tmp_path / "rmvpe.pt"
+    torch.save({"model": E2E0(4, 1, (2, 2)).state_dict()}, path)
+    pred = RMVPEF0Predictor(device="cpu", model_path=path)
+    wav = _voice(2.5, 44100, seed=3)
+    pred.chunk_frames = 0
+    whole = pred.salience(wav)
+    pred.chunk_frames, pred.context_frames = 64, 48
+    chunked = pred.salience(wav)
+    assert chunked.shape == whole.shape == (1 + int(np.ceil(len(wav) * 160 / 441)) // 160, 360)
+    assert _rel(chunked, whole) < 0.01, _rel(chunked, whole)
