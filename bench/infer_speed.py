@@ -333,7 +333,9 @@ def memory_bench(work: Path, seconds: float, threads: int, precision: str = "fp3
         "import resource, runpy, sys; sys.argv = ['inference_main.py'] + sys.argv[1:]; "
         f"import torch; torch.set_num_threads({threads}); "
         "rc = 0\ntry:\n runpy.run_path(%r, run_name='__main__')\nexcept SystemExit as e:\n rc = e.code or 0\n"
-        "print('MAXRSS_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\nsys.exit(rc)"
+        # VmHWM, not ru_maxrss: Linux carries ru_maxrss across exec from this (large) parent
+        "print('MAXRSS_KB', next(int(ln.split()[1]) for ln in open('/proc/self/status') "
+        "if ln.startswith('VmHWM:')))\nsys.exit(rc)"
     ) % str(ROOT / "inference_main.py")
     t = time.perf_counter()
     proc = subprocess.run([sys.executable, "-c", code, "-m", "logs/44k/G_0.pth", "-c", "logs/44k/config.json",
