@@ -10,7 +10,7 @@ A wav is complete when all of its outputs exist; each output is written atomical
 is killed and started again redoes only what is missing. Reference-format (pickled) f0 and
 aug_mel files are recomputed, never unpickled. Workers use the ``spawn`` start method.
 
-``--precision bf16`` runs the speech encoder under bf16 autocast (units saved as float32); the
+``--precision bf16`` runs the speech encoder in bf16 (``set_precision``; units saved as float32); the
 default fp32 gives 4.1's units. Long files stay in bounded memory (:mod:`preprocess.long_inputs`:
 encoder chunks of ``CHUNK_S`` with ``CONTEXT_S`` of context, blocked spectrogram; rmvpe chunks
 itself).
@@ -86,6 +86,7 @@ def _load_models(job: dict, rank: int) -> None:
     _state.update(job)
     _state["device"] = device
     _state["encoder"] = get_speech_encoder(job["speech_encoder"], device=device)
+    _state["encoder"].set_precision(job.get("precision", "fp32"))
     _state["f0"] = get_f0_predictor(job["f0_predictor"], hop_length=HOP, sampling_rate=SR,
                                     device=device, threshold=0.05)  # fmt: skip
     _state["volume"] = VolumeExtractor(HOP)
@@ -120,9 +121,7 @@ def process_one(wav_path: str) -> tuple[str, str | None]:
 
     if ff.soft_path(wav_path) in todo:
         wav16k = torch.from_numpy(resample(wav, SR, 16000)).to(s["device"])
-        half = s.get("precision") == "bf16"
-        with torch.inference_mode(), torch.autocast(torch.device(s["device"]).type,
-                                                    dtype=torch.bfloat16, enabled=half):  # fmt: skip
+        with torch.inference_mode():  # bf16: the encoder's own set_precision (at load)
             units = encode_chunked(s["encoder"], wav16k, CHUNK_S, CONTEXT_S)
         del wav16k
         torch_save(units.detach().float().cpu().contiguous(), ff.soft_path(wav_path))

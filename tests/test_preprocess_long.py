@@ -67,10 +67,13 @@ def test_chunked_encoder_matches_one_pass(contentvec):
 
 def test_bf16_encoder_units_near_fp32(contentvec):
     wav = torch.from_numpy(_voice(2.0, 16000, seed=2))
+    import copy
+
+    half = copy.deepcopy(contentvec)  # set_precision casts in place: keep the fixture fp32
+    half.set_precision("bf16")
     with torch.inference_mode():
         fp32 = contentvec.encoder(wav)
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            bf16 = contentvec.encoder(wav).float()
+        bf16 = half.encoder(wav).float()
     assert bf16.dtype == torch.float32 and bf16.shape == fp32.shape
     assert 0 < _rel(bf16, fp32) < 0.05, _rel(bf16, fp32)
 
