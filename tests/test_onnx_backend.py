@@ -226,14 +226,12 @@ def test_encoder_export_parity(work):
 @pytest.mark.parametrize("name", ["vec768l12", "vec256l9"])
 def test_contentvec_encoder_export(tmp_path, name):
     """vec-768-layer-12.onnx / vec-256-layer-9.onnx from a tiny ContentVec file in fairseq's
-    format (needs the reference layout in ../shared/reference; skipped without it)."""
+    format (needs the reference layout in ../shared/reference)."""
     from onnxexport.encoder import export_encoder
     from tests.vencoder_checkpoints import TINY_CONTENTVEC, reference_json, write_fairseq_hubert
     from vencoder import get_speech_encoder
 
     ref = reference_json("checkpoint_best_legacy_500.json")
-    if ref is None:
-        pytest.skip("shared/reference/formats/checkpoint_best_legacy_500.json not found")
     pt = tmp_path / "checkpoint_best_legacy_500.pt"
     write_fairseq_hubert(pt, ref, TINY_CONTENTVEC, [str(i) for i in range(500)])
     path, _ = export_encoder(name, tmp_path / "hubert", pt)

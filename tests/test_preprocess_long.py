@@ -40,8 +40,6 @@ def contentvec(tmp_path_factory):
     from vencoder import get_speech_encoder
 
     ref = reference_json("checkpoint_best_legacy_500.json")
-    if ref is None:
-        pytest.skip("shared/reference/formats not found (needs shared/ beside the repo)")
     path = tmp_path_factory.mktemp("enc") / "checkpoint_best_legacy_500.pt"
     write_fairseq_hubert(path, ref, TINY_CONTENTVEC, [str(i) for i in range(500)],
                          optimizer_state=False)  # fmt: skip

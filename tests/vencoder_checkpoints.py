@@ -25,10 +25,14 @@ if not REFERENCE.is_dir():  # a clone with shared/ beside the repository root
     REFERENCE = Path(__file__).resolve().parents[1] / "shared" / "reference" / "formats"
 
 
-def reference_json(name: str) -> dict | None:
+def reference_json(name: str) -> dict:
+    """A reference layout from ../shared/reference/formats (always beside the repo in CI): a missing
+    file fails the test instead of skipping it."""
+    import pytest
+
     path = REFERENCE / name
     if not path.is_file():
-        return None
+        pytest.fail(f"{path} not found: the tests need ../shared beside the repo")
     return json.loads(path.read_text())
 
 
