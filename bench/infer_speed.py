@@ -122,7 +122,7 @@ def throughput() -> dict:
             flops = 2 * 128 * 128 * 11 * 55104
             t = best_time(lambda: conv(x))  # noqa: B023
             out[f"conv_{str(dt).split('.')[-1]}_gflops"] = flops / t / 1e9
-            # the same convolution as NHWC conv2d (the layout inference.fast uses)
+            # the same convolution as NHWC conv2d (the layout modules.fast_conv uses)
             x4 = x.unsqueeze(2).contiguous(memory_format=torch.channels_last)
             w4 = conv.weight.unsqueeze(2).contiguous(memory_format=torch.channels_last)
             t = best_time(lambda: F.conv2d(x4, w4, conv.bias, 1, (0, 25), (1, 5)))  # noqa: B023

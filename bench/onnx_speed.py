@@ -105,7 +105,7 @@ def make_runner(work: Path, path: str, threads: int):
     """A function ``frames -> audio`` for ``path`` (see the module docstring)."""
     torch.set_num_threads(threads)
     if path.startswith("torch"):
-        from inference.fast import channels_last_convs
+        from modules.fast_conv import channels_last_convs
         from onnxexport.loading import load_synthesizer
 
         # what Svc.load_model does on the CPU: fold weight norm, channels-last decoder (tiled

@@ -1,7 +1,7 @@
 """Benchmark: preprocess_hubert_f0.py throughput per speech encoder (minutes of audio per minute).
 
     .venv/bin/python bench/preprocess_speed.py [--minutes 1.0] [--f0 rmvpe] [--threads 2] [--large]
-        [--encoders vec768l12 ...] [--precisions fp32 bf16] [--long 10 1200]
+        [--processes 1] [--encoders vec768l12 ...] [--precisions fp32 bf16] [--long 10 1200]
 
 Runs the real script (subprocess, one process) on a dataset built from the licensed recordings in
 ../shared/data (vocadito singing + LibriSpeech speech, resampled to 44.1 kHz), once per encoder.
@@ -9,9 +9,14 @@ Only ``whisper-ppg-ct2`` has real weights on this machine; for the others a chec
 **real size and format but random weights** is written to a temporary pretrain/ folder, which gives
 the same speed (the arithmetic does not depend on the values). ``--large`` adds whisper-ppg-large
 (a 3 GB file). rmvpe (the default f0 predictor) also gets random weights of the real size.
-Every encoder runs with ``--precision fp32`` and ``bf16``; then single files of 10 s and 20 min
-(``--long``) measure the peak RSS of the script (vec768l12). Writes
-``bench/results/preprocess_speed.json`` and prints a table.
+Every encoder runs with ``--precision fp32`` and ``bf16`` (bf16 covers the encoder and rmvpe's
+U-Net), with ``--processes`` worker processes (``--num_processes``) of ``--threads`` threads each.
+Each run is followed by a second run on the same, now complete, dataset: it starts the
+processes and loads the models, then finds nothing to do, so its time is the fixed cost; "x
+realtime" is audio / whole run, "after load" is audio / (whole run - fixed cost), the rate a
+large dataset approaches. Then single files of 10 s and 20 min (``--long``) measure the peak RSS
+of the script (vec768l12, one process). Writes ``bench/results/preprocess_speed.json`` and prints
+a table.
 """
 
 from __future__ import annotations
@@ -132,11 +137,12 @@ def build_long(root: Path, seconds: float) -> float:
     return n / 44100
 
 
-def run_once(work: Path, encoder: str, f0: str, threads: int,
-             precision: str = "fp32") -> tuple[float, str, float]:  # fmt: skip
-    """Run preprocess_hubert_f0.py once: ``(wall s, last output line, peak RSS MB)``."""
+def run_once(work: Path, encoder: str, f0: str, threads: int, precision: str = "fp32",
+             processes: int = 1, fresh: bool = True) -> tuple[float, str, float]:  # fmt: skip
+    """Run preprocess_hubert_f0.py once: ``(wall s, last output line, peak RSS MB)``.
+    ``fresh``: delete the features first (else the run finds everything done)."""
     for p in (work / "dataset").rglob("*"):
-        if p.is_file() and not p.name.endswith(".wav"):
+        if fresh and p.is_file() and not p.name.endswith(".wav"):
             p.unlink()
     cfg = json.loads((ROOT / "configs_template" / "config_template.json").read_text())
     cfg["model"]["speech_encoder"] = encoder
@@ -150,7 +156,8 @@ def run_once(work: Path, encoder: str, f0: str, threads: int,
     t0 = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, "-c", wrapper, sys.executable, str(ROOT / "preprocess_hubert_f0.py"),
-         "--f0_predictor", f0, "--num_processes", "1", "-d", "cpu", "--precision", precision],
+         "--f0_predictor", f0, "--num_processes", str(processes), "-d", "cpu", "--precision",
+         precision],
         cwd=work, env=env, capture_output=True, text=True,
     )  # fmt: skip
     wall = time.perf_counter() - t0
@@ -184,7 +191,8 @@ def main() -> int:
     )
     p.add_argument("--f0", default="rmvpe", help="f0 predictor used in every run (rmvpe: random"
                    " weights of the real size)")  # fmt: skip
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=int, default=2, help="threads per process")
+    p.add_argument("--processes", type=int, default=1, help="--num_processes of the script")
     p.add_argument(
         "--large", action="store_true", help="include whisper-ppg-large (3 GB checkpoint)"
     )
@@ -207,14 +215,19 @@ def main() -> int:
         for enc in encoders:
             weights = _prepare_encoder(work, enc)
             for prec in args.precisions:
-                wall, summary, peak = run_once(work, enc, args.f0, args.threads, prec)
+                wall, summary, peak = run_once(work, enc, args.f0, args.threads, prec,
+                                               args.processes)  # fmt: skip
+                fixed, _, _ = run_once(work, enc, args.f0, args.threads, prec, args.processes,
+                                       fresh=False)  # fmt: skip
+                work_s = wall - fixed
                 rows.append({
                     "encoder": enc, "precision": prec, "weights": weights,
-                    "wall_s": round(wall, 2),
+                    "wall_s": round(wall, 2), "fixed_s": round(fixed, 2),
                     "x_realtime": round(seconds / wall, 2) if wall == wall else None,
+                    "x_realtime_after_load": round(seconds / work_s, 2) if work_s > 0 else None,
                     "peak_rss_mb": round(peak), "summary": summary,
                 })  # fmt: skip
-                print(f"{enc} {prec}: {wall:.1f} s", flush=True)
+                print(f"{enc} {prec}: {wall:.1f} s (fixed {fixed:.1f} s)", flush=True)
         if args.long:
             long_work = work / "long"
             (long_work / "pretrain").mkdir(parents=True)
@@ -239,6 +252,7 @@ def main() -> int:
         "benchmark": "preprocess_hubert_f0.py throughput",
         "machine": machine(),
         "threads": args.threads,
+        "processes": args.processes,
         "torch": torch.__version__,
         "f0_predictor": args.f0,
         "audio_seconds": round(seconds, 1),
@@ -251,17 +265,22 @@ def main() -> int:
     out = ROOT / "bench" / "results" / "preprocess_speed.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
-    print(f"\n{result['benchmark']}: {result['machine']}; {args.threads} threads; "
+    print(f"\n{result['benchmark']}: {result['machine']}; {args.processes} process(es) x "
+          f"{args.threads} threads; "
           f"torch {torch.__version__}; load avg {os.getloadavg()[0]:.2f}")  # fmt: skip
     print(f"{seconds / 60:.2f} min of audio in {n_files} files, f0 predictor {args.f0}, "
           f"spectrogram; whole script (start, load, all features, writes)\n")  # fmt: skip
     print(f"| {'encoder':18s} | {'prec':4s} | {'weights':36s} | {'wall s':>7s} | "
-          f"{'x realtime':>10s} | {'peak RSS MB':>11s} |")  # fmt: skip
-    print(f"|{'-' * 20}|{'-' * 6}|{'-' * 38}|{'-' * 9}|{'-' * 12}|{'-' * 13}|")
+          f"{'fixed s':>7s} | {'x realtime':>10s} | {'after load':>10s} | "
+          f"{'peak RSS MB':>11s} |")  # fmt: skip
+    print(f"|{'-' * 20}|{'-' * 6}|{'-' * 38}|{'-' * 9}|{'-' * 9}|{'-' * 12}|{'-' * 12}|"
+          f"{'-' * 13}|")  # fmt: skip
     for r in rows:
         speed = f"{r['x_realtime']:.2f}" if r["x_realtime"] else "failed"
+        after = f"{r['x_realtime_after_load']:.2f}" if r["x_realtime_after_load"] else "-"
         print(f"| {r['encoder']:18s} | {r['precision']:4s} | {r['weights']:36s} | "
-              f"{r['wall_s']:7.1f} | {speed:>10s} | {r['peak_rss_mb']:>11d} |")  # fmt: skip
+              f"{r['wall_s']:7.1f} | {r['fixed_s']:7.1f} | {speed:>10s} | {after:>10s} | "
+              f"{r['peak_rss_mb']:>11d} |")  # fmt: skip
     if long_rows:
         print("\none file, vec768l12 + f0 + spectrogram:")
         print(f"| {'input':8s} | {'prec':4s} | {'wall s':>7s} | {'x realtime':>10s} | "

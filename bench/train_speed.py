@@ -79,6 +79,7 @@ def _child(args) -> dict:
     import torch
 
     from training.reference_step import reference_train_step
+    from training.speed import speed_up
     from training.synthetic import synthetic_batch
     from training.trainer import StepContext, train_step
 
@@ -93,6 +94,7 @@ def _child(args) -> dict:
     net_g, net_d, g_ref, d_ref = (m.to(device).train() for m in (net_g, net_d, g_ref, d_ref))
     optim_g, optim_d = _optims(hps, net_g, net_d)
     ref_g, ref_d = _optims(hps_ref, g_ref, d_ref)
+    speedups = [] if args.no_speedups else speed_up(net_g, (optim_g, optim_d), device)
     ctx = StepContext.create(hps, net_g, net_d, optim_g, optim_d, device)
     ref_scaler = torch.amp.GradScaler(device.type, enabled=False)
 
@@ -138,6 +140,7 @@ def _child(args) -> dict:
         "device": args.device,
         "amp": args.amp,
         "channels_last": bool(args.channels_last),
+        "speedups": speedups,
         "batch_size": b,
         "frames": n,
         "steps": args.steps,
@@ -170,6 +173,7 @@ def _loss_trace(args) -> dict:
     ``args.trace_amp``: ``{"fp32": [...], amp: [...], "max_rel_diff": {loss: x}}``."""
     import torch
 
+    from training.speed import speed_up
     from training.synthetic import synthetic_batch
     from training.trainer import StepContext, train_step
 
@@ -180,6 +184,7 @@ def _loss_trace(args) -> dict:
         net_g.train()
         net_d.train()
         og, od = _optims(hps, net_g, net_d)
+        speed_up(net_g, (og, od), torch.device(args.device))  # as the trainer
         ctx = StepContext.create(hps, net_g, net_d, og, od, torch.device(args.device))
         batch = synthetic_batch(hps, args.batch_size or 2, args.frames, seed=0)
         trace = []
@@ -224,6 +229,10 @@ def main(argv=None) -> int:
         default="no",
         help="discriminator in channels-last memory format (amp runs)",
     )
+    p.add_argument("--speedups", choices=["on", "off", "both"], default="on",
+                   help="our step with training.speed's CPU speed-ups (channels-last decoder, "
+                        "fused AdamW), without them, or both")  # fmt: skip
+    p.add_argument("--no_speedups", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--batch_size", type=int, default=None, help="default: the template's (6)")
     p.add_argument("--frames", type=int, default=431, help="frames per item (431 = 5 s)")
     p.add_argument("--steps", type=int, default=3)
@@ -265,14 +274,17 @@ def main(argv=None) -> int:
     for config in args.configs:
         for amp in amps:
             for channels_last in cl if amp != "none" else [False]:
-                extra = ["--config", config, "--amp", amp,
-                         "--channels_last", "yes" if channels_last else "no"]  # fmt: skip
-                if args.no_reference:
-                    extra.append("--no_reference")
-                r = _spawn(args, extra)
-                r.setdefault("config", config)
-                r.setdefault("amp", amp)
-                results.append(r)
+                for speed in {"on": [True], "off": [False], "both": [False, True]}[args.speedups]:
+                    extra = ["--config", config, "--amp", amp,
+                             "--channels_last", "yes" if channels_last else "no"]  # fmt: skip
+                    if args.no_reference:
+                        extra.append("--no_reference")
+                    if not speed:
+                        extra.append("--no_speedups")
+                    r = _spawn(args, extra)
+                    r.setdefault("config", config)
+                    r.setdefault("amp", amp)
+                    results.append(r)
     trace = None
     if args.loss_steps > 0:
         trace = _spawn(args, ["--_trace", "--config", args.trace_config, "--amp", "none",
@@ -300,10 +312,11 @@ def main(argv=None) -> int:
     print(f"machine: {report['machine']['cpu']} ({os.cpu_count()} CPUs), torch {torch.__version__},"
           f" {args.threads} threads, device {args.device}, load avg {os.getloadavg()[0]:.2f}")  # fmt: skip
     print(
-        "ours = training.trainer.train_step; 4.1 = training.reference_step (fp32, plain), "
-        "alternated step by step on the same batch"
+        "ours = training.trainer.train_step (speedups: training.speed, as train.py on the CPU); "
+        "4.1 = training.reference_step (fp32, plain), alternated step by step on the same batch"
     )
-    hdr = (f"{'config':9} {'amp':5} {'ch-last':7} {'batch':>5} {'frames':>6} {'ours s/step':>11} "
+    hdr = (f"{'config':9} {'amp':5} {'ch-last':7} {'speedups':8} {'batch':>5} {'frames':>6} "
+           f"{'ours s/step':>11} "
            f"{'4.1 s/step':>10} {'speedup':>7} {'ours CPU s':>10} {'4.1 CPU s':>9} "
            f"{'max rel loss diff':>17} {'peak RSS MB':>11}")  # fmt: skip
     print(hdr)
@@ -323,7 +336,7 @@ def main(argv=None) -> int:
         speed = f"{r['speedup']:.2f}x" if ref else "-"
         ref_cpu = f"{r['ref_cpu_sec_per_step_median']:.2f}" if ref else "-"
         print(f"{r['config']:9} {r['amp']:5} {'yes' if r['channels_last'] else 'no':7} "
-              f"{r['batch_size']:>5} {r['frames']:>6} {r['sec_per_step_median']:>11.2f} "
+              f"{'on' if r.get('speedups') else 'off':8} {r['batch_size']:>5} {r['frames']:>6} {r['sec_per_step_median']:>11.2f} "
               f"{ref_s:>10} {speed:>7} {r['cpu_sec_per_step_median']:>10.2f} {ref_cpu:>9} "
               f"{diff:>17} {r['peak_rss_mb']:>11.0f}")  # fmt: skip
     if trace and "error" not in trace:

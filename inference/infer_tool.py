@@ -136,7 +136,7 @@ class Svc:
 
     - ``pretrain_dir``: folder of speech-encoder / vocoder files (default ``pretrain``);
     - ``fold_weight_norm``: fold weight norm into plain weights after loading, and run the
-      decoders' convolutions in the channels-last layout (:mod:`inference.fast`) (default True;
+      decoders' convolutions in the channels-last layout (:mod:`modules.fast_conv`) (default True;
       same output to float rounding, max |Δ| ≈ 2.4e-7). Speed of ``net_g.infer`` on 10 s, 2
       threads, measured by ``bench/infer_speed.py``: on a 2-core AMD EPYC 0.71–0.98 of
       so-vits-svc 4.1's own time (median ≈ 0.88; the gain is in the transposed convolutions,
@@ -288,7 +288,7 @@ class Svc:
                 "nsf-hifigan", self.pretrain_dir / "nsf_hifigan" / "model", device=self.dev
             )
             if fold_weight_norm and self.dev.type == "cpu":
-                from inference.fast import channels_last_convs
+                from modules.fast_conv import channels_last_convs
 
                 channels_last_convs(self.enhancer.vocoder.load(), tile=self._tile())
             self.timings["load_enhancer"] = time.perf_counter() - t0
@@ -316,7 +316,7 @@ class Svc:
             )
 
     def _tile(self) -> int | None:
-        """bf16 runs the decoders' convolutions in fixed 8192-sample windows (see inference.fast:
+        """bf16 runs the decoders' convolutions in fixed 8192-sample windows (see modules.fast_conv:
         oneDNN's AMX kernels are slow to build for every new slice length); fp32 does not."""
         return 8192 if self.precision == "bf16" else None
 
@@ -368,7 +368,7 @@ class Svc:
             self.net_g_ms.half()
         self.net_g_ms.to(self.dev)
         if fold_weight_norm and self.dev.type == "cpu":
-            from inference.fast import channels_last_convs
+            from modules.fast_conv import channels_last_convs
 
             channels_last_convs(self.net_g_ms.dec, tile=self._tile())
         self.dtype = next(self.net_g_ms.parameters()).dtype

@@ -10,10 +10,12 @@ A wav is complete when all of its outputs exist; each output is written atomical
 is killed and started again redoes only what is missing. Reference-format (pickled) f0 and
 aug_mel files are recomputed, never unpickled. Workers use the ``spawn`` start method.
 
-``--precision bf16`` runs the speech encoder in bf16 (``set_precision``; units saved as float32); the
-default fp32 gives 4.1's units. Long files stay in bounded memory (:mod:`preprocess.long_inputs`:
-encoder chunks of ``CHUNK_S`` with ``CONTEXT_S`` of context, blocked spectrogram; rmvpe chunks
-itself).
+``--precision bf16`` runs the speech encoder in bf16 (``set_precision``; units saved as float32) and
+a neural f0 predictor's network under bf16 autocast (rmvpe: the U-Net; its BiGRU, the mel and the
+decoding stay fp32); the default fp32 gives 4.1's units and f0. Long files stay in bounded memory (:mod:`preprocess.long_inputs`:
+files longer than ``WHOLE_S`` go through the encoder in chunks of ``CHUNK_S`` with ``CONTEXT_S`` of
+context, last, after the 44.1 kHz wav is released; blocked spectrogram; rmvpe chunks itself;
+freed memory is returned to the OS after each file, :mod:`common.memory`).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from common.audio import load_audio, resample
 from common.errors import InputError, UsageError
 from common.hparams import load_config
 from common.locking import folder_lock
+from common.memory import release_memory
 from modules.f0 import F0_PREDICTORS
 from modules.f0.base import FrameModelPredictor
 from preprocess.batch import BatchReport, run_batch
@@ -41,7 +44,10 @@ from preprocess.long_inputs import encode_chunked, spectrogram_blocked
 
 HOP = 512
 SR = 44100
-CHUNK_S, CONTEXT_S = 30.0, 5.0  # the speech encoder's chunks of long files (long_inputs.py)
+# the speech encoder on long files (long_inputs.py): up to WHOLE_S in one pass (as 4.1), longer
+# ones in CHUNK_S chunks with CONTEXT_S of context each side (peak memory: 20 s windows)
+CHUNK_S, CONTEXT_S, WHOLE_S = 10.0, 5.0, 40.0
+LONG_S = 60.0  # files longer than this hand freed memory back to the OS after their big steps
 
 _state: dict = {}
 
@@ -88,7 +94,8 @@ def _load_models(job: dict, rank: int) -> None:
     _state["encoder"] = get_speech_encoder(job["speech_encoder"], device=device)
     _state["encoder"].set_precision(job.get("precision", "fp32"))
     _state["f0"] = get_f0_predictor(job["f0_predictor"], hop_length=HOP, sampling_rate=SR,
-                                    device=device, threshold=0.05)  # fmt: skip
+                                    device=device, threshold=0.05,
+                                    precision=job.get("precision", "fp32"))  # fmt: skip
     _state["volume"] = VolumeExtractor(HOP)
     if job["use_diff"]:
         cfg = job.get("vocoder_config")
@@ -118,30 +125,40 @@ def process_one(wav_path: str) -> tuple[str, str | None]:
         return "failed", f"too short ({len(wav)} samples)"
     n_frames = len(wav) // HOP
     wav_t = torch.from_numpy(wav)
-
-    if ff.soft_path(wav_path) in todo:
-        wav16k = torch.from_numpy(resample(wav, SR, 16000)).to(s["device"])
-        with torch.inference_mode():  # bf16: the encoder's own set_precision (at load)
-            units = encode_chunked(s["encoder"], wav16k, CHUNK_S, CONTEXT_S)
-        del wav16k
-        torch_save(units.detach().float().cpu().contiguous(), ff.soft_path(wav_path))
-        del units
+    long_file = len(wav) > LONG_S * SR
 
     if ff.f0_path(wav_path) in todo:
         # the frame models (rmvpe, fcpe, crepe) read float32: skip a float64 copy of a long file
         x = wav if isinstance(s["f0"], FrameModelPredictor) else wav.astype(np.float64)
         f0, uv = s["f0"].compute_f0_uv(x, p_len=n_frames)
         ff.save_f0(ff.f0_path(wav_path), f0, uv)
+        del x
 
     if ff.spec_path(wav_path) in todo:
         spec = spectrogram_blocked(wav_t)
         torch_save(spec.float().contiguous(), ff.spec_path(wav_path))
+        del spec
 
     if ff.vol_path(wav_path) in todo:
         save_npy(ff.vol_path(wav_path), s["volume"].extract(wav_t).numpy().astype(np.float32))
 
     if s["use_diff"]:
         write_diffusion_features(wav_path, wav, s["mel"], s["volume"], todo)
+
+    # the units last, with the 44.1 kHz wav released: the encoder's activations are the largest
+    # peak of a long file (a 20-minute file: 212 MB of wav less at that peak)
+    if ff.soft_path(wav_path) in todo:
+        wav16k = torch.from_numpy(resample(wav, SR, 16000)).to(s["device"])
+        del wav, wav_t
+        if long_file:
+            release_memory()
+        with torch.inference_mode():  # bf16: the encoder's own set_precision (at load)
+            units = encode_chunked(s["encoder"], wav16k, CHUNK_S, CONTEXT_S, WHOLE_S)
+        del wav16k
+        torch_save(units.detach().float().cpu().contiguous(), ff.soft_path(wav_path))
+        del units
+    if long_file:
+        release_memory()
     return "done", None
 
 
@@ -231,9 +248,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num_processes", type=int, default=1,
                    help="You are advised to set the number of processes to the same as the number of CPU cores")  # fmt: skip
     p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
-                   help="speech encoder arithmetic: fp32 (default; the units of so-vits-svc 4.1) "
-                        "or bf16 (autocast; faster on CPUs with AVX-512 BF16 / AMX, units within "
-                        "about 1%% of fp32)")  # fmt: skip
+                   help="arithmetic of the speech encoder and a neural f0 predictor (rmvpe, "
+                        "fcpe, crepe): fp32 (default; the features of so-vits-svc 4.1) or bf16 "
+                        "(faster on CPUs with AVX-512 BF16 / AMX; units within about 1%% of fp32)")  # fmt: skip
     p.add_argument("-c", "--config", type=str, default="configs/config.json", help="so-vits config")
     p.add_argument(
         "--diff_config", type=str, default="configs/diffusion.yaml", help="diffusion config"

@@ -138,7 +138,8 @@ def test_precision_is_checked():
 
 
 def test_bf16_rmvpe_salience(tmp_path):
-    """RMVPE (random-init, real size): the network in bf16, the mel and the decoding in fp32."""
+    """RMVPE (random-init, real size): the U-Net in bf16; the mel, the BiGRU + classifier and the
+    decoding in fp32 (70 dB measured; the BiGRU under autocast gave 54.5 dB and was slower)."""
     from modules.f0 import get_f0_predictor
     from modules.f0.rmvpe import E2E0
 
@@ -153,7 +154,7 @@ def test_bf16_rmvpe_salience(tmp_path):
     assert s16.dtype == torch.float32 and s16.shape == s32.shape
     snr = snr_db(s32, s16)
     print(f"rmvpe salience bf16 vs fp32 (random-init): {snr:.1f} dB")
-    assert snr >= 30.0
+    assert snr >= 60.0
 
 
 def test_bf16_whisper_units(tmp_path):

@@ -30,9 +30,10 @@ def test_blocked_spectrogram_equals_one_pass():
 
     wav = torch.from_numpy(_voice(1.3, 44100))
     whole = spectrogram_torch(wav[None], 2048, 44100, 512, 2048, center=False)[0]
-    blocked = spectrogram_blocked(wav, block_frames=7)
-    assert blocked.shape == whole.shape == (1025, len(wav) // 512)
-    torch.testing.assert_close(blocked, whole, rtol=1e-5, atol=1e-6)
+    for block_frames in (1, 2, 7):  # blocks inside the padded edges, across them, in the middle
+        blocked = spectrogram_blocked(wav, block_frames=block_frames)
+        assert blocked.shape == whole.shape == (1025, len(wav) // 512)
+        torch.testing.assert_close(blocked, whole, rtol=1e-5, atol=1e-6)
 
 
 @pytest.fixture(scope="module")
@@ -57,6 +58,7 @@ def test_chunked_encoder_matches_one_pass(contentvec):
     assert torch.equal(same, whole)
     assert chunked.shape == whole.shape == (1, contentvec.dim, (len(wav) - 400) // 320 + 1)
     assert _rel(chunked, whole) < 0.02, _rel(chunked, whole)
+    assert chunked.is_contiguous()  # filled in place: saved as is, no copy
     # no context: the chunk edges show (the test can tell chunking apart)
     with torch.inference_mode():
         bare = encode_chunked(contentvec, wav, chunk_s=0.6, context_s=0.0)
@@ -90,3 +92,27 @@ def test_chunked_rmvpe_salience_matches_one_pass(tmp_path):
     chunked = pred.salience(wav)
     assert chunked.shape == whole.shape == (1 + int(np.ceil(len(wav) * 160 / 441)) // 160, 360)
     assert _rel(chunked, whole) < 0.01, _rel(chunked, whole)
+
+
+def test_bf16_preprocessing_runs_the_f0_network_in_bf16(tmp_path, monkeypatch):
+    """``--precision bf16`` reaches the f0 predictor too (rmvpe's U-Net), not only the encoder;
+    fp32 stays fp32 (4.1's f0)."""
+    from modules.f0.rmvpe import E2E0
+    from preprocess import features
+
+    torch.manual_seed(0)
+    (tmp_path / "pretrain").mkdir()
+    torch.save({"model": E2E0(4, 1, (2, 2)).state_dict()}, tmp_path / "pretrain" / "rmvpe.pt")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SOVITS_PRETRAIN", raising=False)
+    wav = _voice(1.0, 44100, seed=4)
+    f0 = {}
+    for precision in ("fp32", "bf16"):
+        job = {"speech_encoder": "whisper-ppg-ct2", "f0_predictor": "rmvpe", "use_diff": False,
+               "use_vol": False, "device": "cpu", "threads": 2, "precision": precision}  # fmt: skip
+        features._load_models(job, 0)
+        pred = features._state["f0"]
+        assert pred.precision == precision
+        f0[precision] = pred.salience(wav)
+    assert not torch.equal(f0["fp32"], f0["bf16"])  # bf16 arithmetic did run
+    assert _rel(f0["bf16"], f0["fp32"]) < 0.01

@@ -36,6 +36,12 @@ def _copy(hps, net_g, net_d):
     return g2, d2
 
 
+def _n_convs(dec) -> int:
+    """The decoder's (transposed) 1-D convolutions that the live channels-last path takes."""
+    return sum(type(m) in (torch.nn.Conv1d, torch.nn.ConvTranspose1d) and m.groups == 1
+               for m in dec.modules())  # fmt: skip
+
+
 def _optims(hps, net_g, net_d):
     t = hps.train
     kw = dict(lr=t.learning_rate * 10, betas=tuple(t.betas), eps=t.eps)  # visible steps
@@ -44,11 +50,17 @@ def _optims(hps, net_g, net_d):
 
 def _run_both(hps, net_g, net_d, batch, steps, after_first=None):
     from training.reference_step import reference_train_step
+    from training.speed import speed_up
     from training.trainer import StepContext, train_step
 
     g2, d2 = _copy(hps, net_g, net_d)
     og, od = _optims(hps, net_g, net_d)
     og2, od2 = _optims(hps, g2, d2)
+    # the trainer's CPU set-up: channels-last decoder with live weights, fused AdamW
+    assert speed_up(net_g, (og, od), torch.device("cpu")) == [
+        f"decoder convolutions channels-last ({_n_convs(net_g.dec)} layers)",
+        "fused AdamW",
+    ]
     ctx = StepContext.create(hps, net_g, net_d, og, od, torch.device("cpu"))
     scaler = torch.amp.GradScaler("cpu", enabled=False)
     ours, ref = [], []
@@ -124,3 +136,25 @@ def test_cpu_bf16_autocast_step_stays_near_fp32(half):
     for k in ("loss_disc", "loss_mel", "loss_gen", "loss_fm", "loss_kl"):
         assert abs(res[0][k] - res[1][k]) <= 0.05 * abs(res[0][k]) + 1e-3, (k, res)
     assert res[0]["loss_mel"] != res[1]["loss_mel"]  # bf16 really ran
+
+
+def test_fused_adamw_is_saved_as_a_plain_adamw():
+    """The fused flag is a speed setting: checkpoints carry the optimizer as a plain AdamW has
+    it (so-vits-svc 4.1 and older torch load it), and a resume switches it on again."""
+    from training.speed import plain_optimizer_state, use_fused_adamw
+
+    w = torch.nn.Parameter(torch.randn(4, 3))
+    opt = torch.optim.AdamW([w], 1e-3)
+    plain_groups = [dict(g, params=None) for g in opt.state_dict()["param_groups"]]
+    assert use_fused_adamw(opt, torch.device("cpu"))
+    w.grad = torch.randn(4, 3)
+    opt.step()
+    saved = plain_optimizer_state(opt.state_dict())
+    assert [dict(g, params=None) for g in saved["param_groups"]] == plain_groups
+    assert opt.param_groups[0]["fused"] is True  # the live optimizer keeps its setting
+    fresh = torch.optim.AdamW([torch.nn.Parameter(w.detach().clone())], 1e-3)
+    fresh.load_state_dict(saved)
+    assert not fresh.param_groups[0]["fused"]
+    assert use_fused_adamw(fresh, torch.device("cpu")) and fresh.param_groups[0]["fused"]
+    torch.testing.assert_close(fresh.state_dict()["state"][0]["exp_avg"],
+                               opt.state_dict()["state"][0]["exp_avg"])  # fmt: skip

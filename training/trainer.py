@@ -51,6 +51,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from common.atomic import remove_stale_temporaries, torch_save, write_text
 from common.checkpoint import CheckpointError, load_checkpoint, safe_load
 from common.hparams import HParams, load_config
+from training.speed import plain_optimizer_state, speed_up
 
 logger = logging.getLogger("sovits.train")
 
@@ -213,7 +214,7 @@ def save_train_checkpoint(net, optimizer, scheduler, scaler, hps, epoch: int, gl
     state = {
         "model": unwrap(net).state_dict(),
         "iteration": int(epoch),
-        "optimizer": optimizer.state_dict(),
+        "optimizer": plain_optimizer_state(optimizer.state_dict()),
         "learning_rate": float(hps.train.learning_rate),
         "train_state": {
             "global_step": int(global_step),
@@ -636,6 +637,8 @@ def _run(opts: TrainOptions, hps: HParams, model_dir: str, d: _Dist, device) -> 
     scaler = torch.amp.GradScaler(device.type, enabled=fp16_run and half_type == torch.float16)
     if train_state is not None and train_state.get("scaler") and scaler.is_enabled():
         scaler.load_state_dict(train_state["scaler"])
+    for what in speed_up(net_g, (optim_g, optim_d), device):  # after loading the optimisers
+        logger.info("speed: %s", what)
 
     torch.manual_seed(seed + rank + global_step)  # fresh per-rank randomness after a resume
     if d.enabled:

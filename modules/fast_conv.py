@@ -1,4 +1,4 @@
-"""Inference-time speed-up of the NSF-HiFiGAN convolutions, applied from outside the model.
+"""A faster CPU path for the NSF-HiFiGAN convolutions, applied from outside the model.
 
 The decoder (94 % of the synthesizer's FLOPs) is a stack of 1-D convolutions over long signals
 (up to 440 k samples for 10 s of audio) with few channels (512 → 16). PyTorch runs ``conv1d`` on
@@ -24,8 +24,11 @@ With ``tile=W`` each convolution runs on fixed-width windows (``W`` outputs plus
 halo, zero-padded at the ends, batched), so every slice reuses the same kernels. Same results;
 costs one extra copy of each layer's input.
 
-Weight norm must be folded first; call after moving the module to its device. :func:`undo`
-restores the plain modules.
+Inference: fold weight norm first (the rewritten weights are computed once). Training
+(``live=True``): weight-normed layers are rewritten too and their stride-1 weights are derived
+from the live weight at every call (differentiable; no parameter is replaced, so the state dict
+and the optimiser see the model as it is). Call after moving the module to its device.
+:func:`undo` restores the plain modules.
 """
 
 from __future__ import annotations
@@ -104,15 +107,34 @@ def stride1_conv(
 
 
 # ------------------------------------------------------------------------------ rewritten layers
+def _strided_weight(w: torch.Tensor, s: int, taps: int) -> torch.Tensor:
+    """A stride-``s`` ``[Co, 1, k]`` kernel as a stride-1 ``[Co, s, taps]`` one on the input viewed
+    as ``s`` channels: ``U[co, b, a] = w[co, 0, a·s + b]`` (zero beyond ``k``)."""
+    co, _, k = w.shape
+    u = F.pad(w[:, 0, :], (0, taps * s - k))
+    return channels_last_1d(u.view(co, taps, s).permute(0, 2, 1).contiguous())
+
+
+def _deconv_weight(w: torch.Tensor, u: int, taps: int) -> torch.Tensor:
+    """A transposed ``[Ci, Co, k]`` kernel (upsampling by ``u``) as ``u`` polyphase components
+    in one stride-1 ``[u·Co, Ci, taps]`` kernel: ``V[r·Co + co, ci, j] = w[ci, co, (J−1−j)·u + r]``."""
+    ci, co, k = w.shape
+    wp = F.pad(w, (0, taps * u - k))
+    v = wp.view(ci, co, taps, u).flip(2).permute(3, 1, 0, 2).reshape(u * co, ci, taps)
+    return channels_last_1d(v.contiguous())
+
+
 def _conv_forward(self: nn.Conv1d, x: torch.Tensor) -> torch.Tensor:
     if x.dim() != 3:
         return type(self).forward(self, x)
     spec = self._fast
     if spec["kind"] == "plain":
         p = self.padding[0]
-        return stride1_conv(x, self.weight, self.bias, self.dilation[0], p, p, self._tile)
+        return stride1_conv(x, channels_last_1d(self.weight), self.bias, self.dilation[0], p, p,
+                            self._tile)  # fmt: skip
     # strided, C_in = 1: view the padded input as s channels at the output rate
     s, p, taps = spec["stride"], self.padding[0], spec["taps"]
+    weight = spec["weight"] if spec["weight"] is not None else _strided_weight(self.weight, s, taps)
     B, _, L = x.shape
     l_out = (L + 2 * p - self.kernel_size[0]) // s + 1
     n = l_out + taps - 1
@@ -120,7 +142,7 @@ def _conv_forward(self: nn.Conv1d, x: torch.Tensor) -> torch.Tensor:
     take = min(L, n * s - p)
     xp[:, p : p + take] = x[:, 0, :take]
     xs = xp.view(B, n, s).transpose(1, 2)  # [B, s, n], time-major
-    return stride1_conv(xs, spec["weight"], self.bias, 1, 0, 0, self._tile)
+    return stride1_conv(xs, weight, self.bias, 1, 0, 0, self._tile)
 
 
 def _deconv_forward(self: nn.ConvTranspose1d, x: torch.Tensor, output_size=None) -> torch.Tensor:
@@ -129,26 +151,28 @@ def _deconv_forward(self: nn.ConvTranspose1d, x: torch.Tensor, output_size=None)
     spec = self._fast
     u, taps, co = spec["stride"], spec["taps"], self.out_channels
     B, _, L = x.shape
-    z = stride1_conv(
-        x, spec["weight"], spec["bias"], 1, taps - 1, taps - 1, self._tile
-    )  # [B, u·Co, L+J-1]
+    if spec["weight"] is None:  # live: from the current (e.g. weight-normed) weight
+        weight = _deconv_weight(self.weight, u, taps)
+        bias = None if self.bias is None else self.bias.repeat(u)
+    else:
+        weight, bias = spec["weight"], spec["bias"]
+    z = stride1_conv(x, weight, bias, 1, taps - 1, taps - 1, self._tile)  # [B, u·Co, L+J-1]
     full = z.transpose(1, 2).reshape(B, (L + taps - 1) * u, co)  # phases interleave (a view)
     p = self.padding[0]
     l_out = (L - 1) * u + self.kernel_size[0] - 2 * p + self.output_padding[0]
     return full[:, p : p + l_out].transpose(1, 2)
 
 
-def _prepare(m: nn.Module) -> dict | None:
-    """The stride-1 form of ``m``, or None when it is kept as it is."""
+def _prepare(m: nn.Module, live: bool = False) -> dict | None:
+    """The stride-1 form of ``m``, or None when it is kept as it is. ``live``: the stride-1
+    weights are left to be derived from ``m.weight`` at every call (``"weight": None``)."""
     if m.padding_mode != "zeros" or isinstance(m.padding, str) or m.groups != 1:
         return None
-    if (
-        not isinstance(m.weight, nn.Parameter)
-        or hasattr(m, "parametrizations")
-        or hasattr(m, "weight_g")
-    ):
+    normed = hasattr(m, "weight_g") or hasattr(m, "parametrizations")
+    if normed and not live:
         return None
-    w = m.weight.detach()
+    if not live and not isinstance(m.weight, nn.Parameter):
+        return None
     k = m.kernel_size[0]
     if type(m) is nn.Conv1d:
         s = m.stride[0]
@@ -157,37 +181,27 @@ def _prepare(m: nn.Module) -> dict | None:
         if m.in_channels != 1 or m.dilation[0] != 1:
             return None
         taps = math.ceil(k / s)
-        u = torch.zeros(m.out_channels, taps * s, dtype=w.dtype, device=w.device)
-        u[:, :k] = w[:, 0, :]
-        # U[co, b, a] = w[co, 0, a·s + b]
-        weight = u.view(m.out_channels, taps, s).permute(0, 2, 1)
-        return {
-            "kind": "strided",
-            "stride": s,
-            "taps": taps,
-            "weight": channels_last_1d(weight.contiguous()),
-        }
+        weight = None if live else _strided_weight(m.weight.detach(), s, taps)
+        return {"kind": "strided", "stride": s, "taps": taps, "weight": weight}
     if type(m) is nn.ConvTranspose1d:
         if m.dilation[0] != 1:
             return None
-        uu = m.stride[0]
-        taps = math.ceil(k / uu)
-        ci, co = m.in_channels, m.out_channels
-        wp = torch.zeros(ci, co, taps * uu, dtype=w.dtype, device=w.device)
-        wp[:, :, :k] = w
-        # V[r·Co + co, ci, j] = w[ci, co, (J−1−j)·u + r]
-        v = wp.view(ci, co, taps, uu).flip(2).permute(3, 1, 0, 2).reshape(uu * co, ci, taps)
-        bias = None if m.bias is None else m.bias.detach().repeat(uu)
-        return {"kind": "deconv", "stride": uu, "taps": taps, "weight": channels_last_1d(v.contiguous()),
-                "bias": bias}  # fmt: skip
+        u = m.stride[0]
+        taps = math.ceil(k / u)
+        if live:
+            return {"kind": "deconv", "stride": u, "taps": taps, "weight": None, "bias": None}
+        bias = None if m.bias is None else m.bias.detach().repeat(u)
+        return {"kind": "deconv", "stride": u, "taps": taps,
+                "weight": _deconv_weight(m.weight.detach(), u, taps), "bias": bias}  # fmt: skip
     return None
 
 
-def channels_last_convs(module: nn.Module, tile: int | None = None) -> int:
+def channels_last_convs(module: nn.Module, tile: int | None = None, live: bool = False) -> int:
     """Rewrite every eligible 1-D (transposed) convolution in ``module``; returns how many.
 
     ``tile``: fixed window width (output samples) for every layer, or None (whole signal).
-    Calling again only changes ``tile``.
+    ``live``: for training (see the module doc): weight-normed layers included, parameters
+    untouched, stride-1 weights derived at every call. Calling again only changes ``tile``.
     """
     n = 0
     for m in module.modules():
@@ -197,12 +211,13 @@ def channels_last_convs(module: nn.Module, tile: int | None = None) -> int:
             m._tile = tile
             n += 1
             continue
-        spec = _prepare(m)
+        spec = _prepare(m, live)
         if spec is None:
             continue
-        if spec["kind"] == "plain":
+        if spec["kind"] == "plain" and not live:
             with torch.no_grad():
                 m.weight = nn.Parameter(channels_last_1d(m.weight.detach()), requires_grad=False)
+            spec["replaced"] = True
         m._fast = spec
         m._tile = tile
         m.forward = types.MethodType(_conv_forward if type(m) is nn.Conv1d else _deconv_forward, m)
@@ -220,7 +235,8 @@ def undo(module: nn.Module) -> None:
     for m in module.modules():
         if getattr(m, "_fast", None) is not None:
             del m.forward
-            m.weight = nn.Parameter(
-                m.weight.detach().contiguous(), requires_grad=m.weight.requires_grad
-            )
+            if m._fast.get("replaced"):  # a plain layer whose weight was made channels-last
+                m.weight = nn.Parameter(
+                    m.weight.detach().contiguous(), requires_grad=m.weight.requires_grad
+                )
             m._fast = None

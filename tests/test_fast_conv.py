@@ -1,4 +1,4 @@
-"""inference/fast.py: the channels-last convolution path gives the plain model's output."""
+"""modules/fast_conv.py: the channels-last convolution path gives the plain model's output."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from inference.fast import channels_last_convs, undo
+from modules.fast_conv import channels_last_convs, undo
 from tests.conftest import ROOT
 
 
