@@ -109,6 +109,7 @@ class SpeechEncoder(ABC):
                 for m in layers:
                     m.to(torch.bfloat16)
                 self._prepare_bf16(model)
+                _own_memory(model)
         self.precision = precision
 
     def _prepare_bf16(self, model: nn.Module) -> None:
@@ -135,6 +136,19 @@ class LoadReport:
     missing: list[str] = field(default_factory=list)
     unexpected: list[str] = field(default_factory=list)
     ignored: list[str] = field(default_factory=list)
+
+
+def _own_memory(model: nn.Module) -> None:
+    """Copy the tensors that still point into a memory-mapped checkpoint (``torch.load(mmap=
+    True)``), so that the mapping, whose pages the bf16 cast has read in, is released: a
+    ContentVec in bf16 holds 0.2 GB instead of 0.6 GB."""
+    for m in model.modules():
+        for p in m._parameters.values():
+            if p is not None and p.dtype != torch.bfloat16:
+                p.data = p.data.clone()
+        for name, b in m._buffers.items():
+            if b is not None:
+                m._buffers[name] = b.clone()
 
 
 def fold_weight_norm(state: dict[str, torch.Tensor], prefix: str, dim: int = 2) -> None:
