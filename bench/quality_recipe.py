@@ -328,8 +328,10 @@ def final_table(work: Path, args, state: dict) -> dict:
     done = [d for v in variants for d in convert(work, model, items, v, args.f0_predictor, root)]
     report = evaluate(work, done, work / "eval" / f"final_step_{state['step']}", args, full=True)
     table = summarize(done, report, TABLE_KEYS)
+    overrides = json.loads(args.model_overrides)
+    config = f"{args.config} config" + (f" with model {overrides}" if overrides else "")
     budget = (
-        f"{args.config} config, {args.speech_encoder}, step {state['step']}, "
+        f"{config}, {args.speech_encoder}, step {state['step']}, "
         f"{state['cpu_s'] / 60:.0f} training CPU minutes ({state['wall_s'] / 60:.0f} wall)"
     )
     lines = [f"budget: {budget}", f"{'variant/kind':16s} {'n':>3s} " +
