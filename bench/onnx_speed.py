@@ -105,6 +105,7 @@ def make_runner(work: Path, path: str, threads: int):
     """A function ``frames -> audio`` for ``path`` (see the module docstring)."""
     torch.set_num_threads(threads)
     if path.startswith("torch"):
+        from inference.infer_tool import BF16_TILE
         from modules.fast_conv import channels_last_convs
         from onnxexport.loading import load_synthesizer
 
@@ -113,7 +114,7 @@ def make_runner(work: Path, path: str, threads: int):
         net, _ = load_synthesizer(work / "G_0.pth", work / "config.json")
         net.remove_weight_norm()
         bf16 = path == "torch-bf16"
-        channels_last_convs(net.dec, tile=8192 if bf16 else None)
+        channels_last_convs(net.dec, tile=BF16_TILE if bf16 else None)
 
         def run(c, f0, uv, sid):
             with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16, enabled=bf16):
