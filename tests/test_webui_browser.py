@@ -136,6 +136,13 @@ def test_load_convert_and_plots(page, project):
         href,
     )
     assert seconds == pytest.approx(4.0, abs=0.01)
+    # the player shows the duration once it has loaded the file's metadata (it read "0:00" once
+    # when asked at once): wait for it, then check it
+    pg.wait_for_function(
+        """() => { const d = document.querySelector('#output_audio #duration');
+                   return d && d.innerText.trim() !== '0:00' }""",
+        timeout=15000,
+    )
     assert pg.inner_text("#output_audio #duration") == "0:04"
     # both pictures rendered (decoded images with a real size)
     for plot in ("#f0_plot img", "#spec_plot img"):
