@@ -11,7 +11,6 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import functools
-import gc
 
 
 @functools.cache
@@ -26,11 +25,9 @@ def _libc():
         return None
 
 
-def release_memory(collect: bool = False) -> bool:
-    """Return free heap pages to the OS (after ``gc.collect()`` with ``collect``); True when
-    ``malloc_trim`` ran. Costs milliseconds: call it after large steps, not per small item."""
-    if collect:
-        gc.collect()
+def release_memory() -> bool:
+    """Return free heap pages to the OS; True when ``malloc_trim`` ran. Costs milliseconds:
+    call it after large steps, not per small item."""
     libc = _libc()
     if libc is None:
         return False

@@ -58,6 +58,7 @@ def speed_up(net_g: torch.nn.Module, optimizers, device: torch.device) -> list[s
 
         n = channels_last_convs(getattr(net_g, "module", net_g).dec, live=True)  # (DDP)
         applied.append(f"decoder convolutions channels-last ({n} layers)")
-    if all(use_fused_adamw(opt, device) for opt in optimizers) and optimizers:
+    fused = [use_fused_adamw(opt, device) for opt in optimizers]
+    if fused and all(fused):
         applied.append("fused AdamW")
     return applied

@@ -252,8 +252,8 @@ def load_rmvpe(path: str | Path, device=None) -> E2E0:
         # channels-last: oneDNN's Conv2d runs about 3x faster on the CPU in NHWC than in NCHW
         # (same values up to float rounding, ~2e-7 on the salience); the state dict is unchanged
         # (copies, so that no tensor keeps the memory-mapped file alive)
-        state = {k: v.to(device).clone(memory_format=torch.channels_last if v.dim() == 4
-                                        else torch.contiguous_format)
+        state = {k: v.to(device=device, copy=True, memory_format=torch.channels_last
+                         if v.dim() == 4 else torch.contiguous_format)
                  for k, v in load_rmvpe_state(path).items() if torch.is_tensor(v)}  # fmt: skip
         net.load_state_dict(state, strict=True, assign=True)
         del state
