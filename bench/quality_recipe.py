@@ -400,6 +400,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="fine-tune from these G_*.pth / D_*.pth (same model config; e.g. the "
                         "demo voice's logs/demo/G_4400.pth D_4400.pth) instead of from scratch")  # fmt: skip
     p.add_argument("--final_only", action="store_true", help="only the final table")
+    p.add_argument("--prepare_only", action="store_true",
+                   help="only the data set, config and features (e.g. before training elsewhere: "
+                        "bench/gpu_recipe.sh)")  # fmt: skip
     p.add_argument("--eval_script", default=str(ROOT / "eval.py"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if not Path(args.eval_script).is_file():
@@ -416,6 +419,8 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(args.workdir).resolve()
     work.mkdir(parents=True, exist_ok=True)
     prepare(work, args)
+    if args.prepare_only:
+        return 0
     state = load_state(work)
     if not args.final_only:
         train_chunks(work, args, state)
