@@ -49,6 +49,13 @@ VOCADITO = {"vocadito_1.wav": "vocadito_S1", "vocadito_10.wav": "vocadito_S7",
             "vocadito_14.wav": "vocadito_S11"}  # fmt: skip
 LIBRISPEECH = ("367", "533", "1688", "2033")
 UNSEEN = {"sms-tools/singing-female.wav": "unseen_singing_female"}
+# --extra_speakers: every other licensed real recording, training only (the base voice's data):
+# PTDB-TUG (ODbL 1.0 / DbCL 1.0) and sms-tools (CC BY 4.0). Each file is one speaker, cut into
+# pieces of 2.5 s (or two halves when shorter than 5 s).
+EXTRA = {"ptdb-tug/mic_F01_sa1.wav": "ptdb_F01", "ptdb-tug/mic_M01_sa1.wav": "ptdb_M01",
+         "sms-tools/speech-female.wav": "sms_speech_female",
+         "sms-tools/speech-male.wav": "sms_speech_male", "sms-tools/vignesh.wav": "sms_vignesh",
+         "sms-tools/soprano-E4.wav": "sms_soprano"}  # fmt: skip
 CURVE_KEYS = ("self_f0_corr", "cross_f0_corr", "cross_secs_target", "cross_secs_source")
 
 
@@ -71,8 +78,9 @@ def run(step: str, args: list[str], cwd: Path, quiet: bool = False) -> float:
 # ------------------------------------------------------------------------------------------------
 # 1. the data set
 # ------------------------------------------------------------------------------------------------
-def build_dataset(data: Path, work: Path) -> None:
-    """``dataset_raw/<spk>/*.wav`` (training) and ``heldout/<spk>/*.wav`` from ``data``."""
+def build_dataset(data: Path, work: Path, extra: bool = False) -> None:
+    """``dataset_raw/<spk>/*.wav`` (training) and ``heldout/<spk>/*.wav`` from ``data``; with
+    ``extra`` also the :data:`EXTRA` speakers (training only)."""
     import numpy as np
 
     from common.atomic import write_text
@@ -82,7 +90,8 @@ def build_dataset(data: Path, work: Path) -> None:
     if (work / "dataset_raw.done").is_file():
         return
     missing = [p for p in [*(f"vocadito/{f}" for f in VOCADITO), *(f"librispeech/{s}"
-               for s in LIBRISPEECH), *UNSEEN] if not (data / p).exists()]  # fmt: skip
+               for s in LIBRISPEECH), *UNSEEN, *(EXTRA if extra else ())]
+               if not (data / p).exists()]  # fmt: skip
     if missing:
         raise SystemExit(f"quality_recipe: {data}: missing {', '.join(missing)} (--data)")
     for name, spk in VOCADITO.items():
@@ -102,13 +111,21 @@ def build_dataset(data: Path, work: Path) -> None:
     for rel, spk in UNSEEN.items():
         wav, sr = load_audio(str(data / rel))
         save_audio(str(held / spk / f"{spk}.wav"), wav, sr, format="wav")
-    write_text(work / "dataset_raw.done", "vocadito, LibriSpeech, sms-tools: CC BY 4.0\n")
+    licences = "vocadito, LibriSpeech, sms-tools: CC BY 4.0"
+    for rel, spk in EXTRA.items() if extra else ():
+        wav, sr = load_audio(str(data / rel))
+        n = min(int(PIECE_S * sr), len(wav) // 2)
+        for i, start in enumerate(range(0, len(wav) - n // 2, n)):
+            save_audio(str(raw / spk / f"{spk}_{i:02d}.wav"), wav[start : start + n], sr,
+                       format="wav")  # fmt: skip
+        licences = "vocadito, LibriSpeech, sms-tools: CC BY 4.0; PTDB-TUG: ODbL 1.0 / DbCL 1.0"
+    write_text(work / "dataset_raw.done", licences + "\n")
 
 
 def prepare(work: Path, args) -> None:
     from common.atomic import write_text
 
-    build_dataset(Path(args.data), work)
+    build_dataset(Path(args.data), work, extra=args.extra_speakers)
     run("resample", [str(ROOT / "resample.py")], work)
     cfg = work / "configs" / "config.json"
     if not cfg.is_file():
@@ -171,7 +188,7 @@ def plan(work: Path, f0_predictor: str) -> list[dict]:
 
     spks = speakers(work)
     singers = [s for s in spks if s.startswith("vocadito")]
-    talkers = [s for s in spks if not s.startswith("vocadito")]
+    talkers = [s for s in spks if s.startswith("libri")]
     pred = get_f0_predictor(f0_predictor, hop_length=512, sampling_rate=SR, device="cpu")
     medians = {s: median_f0(work, s) for s in spks}
     items = []
@@ -399,6 +416,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--base_model", nargs=2, metavar=("G", "D"),
                    help="fine-tune from these G_*.pth / D_*.pth (same model config; e.g. the "
                         "demo voice's logs/demo/G_4400.pth D_4400.pth) instead of from scratch")  # fmt: skip
+    p.add_argument("--extra_speakers", action="store_true",
+                   help="also train on PTDB-TUG and the other sms-tools clips, each its own "
+                        "speaker (the base voice, bench/train_base_voice.py); held-out clips and "
+                        "conversions stay the same")  # fmt: skip
     p.add_argument("--final_only", action="store_true", help="only the final table")
     p.add_argument("--prepare_only", action="store_true",
                    help="only the data set, config and features (e.g. before training elsewhere: "
