@@ -116,19 +116,21 @@ def train(work: Path, max_steps: int) -> None:
     run("train", args, work)
 
 
-def export(work: Path, out_dir: Path = RELEASE_DIR) -> Path:
-    """Newest ``G_*.pth`` -> ``out_dir/demo_voice.pth`` (fp16 release) + ``config.json``."""
+def export(work: Path, out_dir: Path = RELEASE_DIR, model_name: str = MODEL_NAME,
+           release_name: str = RELEASE_NAME, g: str | None = None) -> Path:  # fmt: skip
+    """Newest ``G_*.pth`` (or ``g``) -> ``out_dir/<release_name>`` (fp16 release) +
+    ``config.json`` + ``step.txt``; refused over 10 MB."""
     from common.atomic import write_text
     from common.checkpoint import latest_checkpoint_path
     from compress_model import compress
 
-    model_dir = work / "logs" / MODEL_NAME
-    g = latest_checkpoint_path(model_dir, "G_*.pth")
+    model_dir = work / "logs" / model_name
+    g = g or latest_checkpoint_path(model_dir, "G_*.pth")
     if g is None:
         raise SystemExit(f"train_demo_voice: no G_*.pth in {model_dir}: train first")
     out_dir.mkdir(parents=True, exist_ok=True)
-    out = out_dir / RELEASE_NAME
-    tmp = out_dir / (RELEASE_NAME + ".new")
+    out = out_dir / release_name
+    tmp = out_dir / (release_name + ".new")
     compress(str(model_dir / "config.json"), g, True, str(tmp))
     size = tmp.stat().st_size
     if size > MAX_RELEASE_BYTES:
