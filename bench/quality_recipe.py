@@ -9,8 +9,10 @@ Every step is a real run of the top-level scripts, inside ``--workdir``:
    unseen singer used as a source only;
 2. resample.py -> preprocess_flist_config.py -> preprocess_hubert_f0.py;
 3. train.py in chunks until ``--cpu_minutes`` of training CPU time are spent; after each chunk
-   the held-out clips are converted (self- and cross-speaker) and scored by eval.py: F0 corr and
-   speaker similarity against training minutes go to ``curve.jsonl`` / ``curve.png``;
+   the held-out clips are converted (self- and cross-speaker) and scored by eval.py: F0 corr,
+   its spread over the last five evaluations (max − min, :func:`spread`), speaker similarity,
+   hop buzz and loud-silent frames against training minutes go to ``curve.jsonl`` /
+   ``curve.png`` and the curve so far is printed as a table;
 4. at the end, the full table: self-conversion and cross-speaker conversion, plain, with
    ``-cr 0.5`` (k-means, cluster/train_cluster.py), with ``-fr -cr 0.5`` (train_index.py) and
    with ``-eh`` when ``pretrain/nsf_hifigan/model`` is there -> ``table.json`` / ``table.txt``.
@@ -49,7 +51,24 @@ VOCADITO = {"vocadito_1.wav": "vocadito_S1", "vocadito_10.wav": "vocadito_S7",
             "vocadito_14.wav": "vocadito_S11"}  # fmt: skip
 LIBRISPEECH = ("367", "533", "1688", "2033")
 UNSEEN = {"sms-tools/singing-female.wav": "unseen_singing_female"}
-CURVE_KEYS = ("self_f0_corr", "cross_f0_corr", "cross_secs_target", "cross_secs_source")
+SPREAD_N = 5
+"""The curve's F0 corr spread is taken over this many evaluations: the newest and those before."""
+CURVE_METRICS = ("f0_corr", "secs_target", "secs_source", "hop_buzz_db", "f0_on_frame_rate",
+                 "loud_silent")  # fmt: skip
+"""eval.py metrics averaged per kind (self, cross) into each curve row as ``<kind>_<metric>``."""
+# (key, header, format) of the printed curve table.
+CURVE_COLUMNS = (("step", "step", "{:d}"), ("cpu_minutes", "CPU min", "{:.1f}"),
+                 ("self_f0_corr", "F0 self", "{:.3f}"), ("cross_f0_corr", "F0 cross", "{:.3f}"),
+                 ("self_f0_corr_spread5", "spr5 self", "{:.3f}"),
+                 ("cross_f0_corr_spread5", "spr5 cros", "{:.3f}"),
+                 ("cross_secs_target", "SECS tgt", "{:.3f}"),
+                 ("cross_secs_source", "SECS src", "{:.3f}"),
+                 ("self_hop_buzz_db", "buzz self", "{:+.1f}"),
+                 ("cross_hop_buzz_db", "buzz cros", "{:+.1f}"),
+                 ("self_f0_on_frame_rate", "f0@fr self", "{:.1%}"),
+                 ("cross_f0_on_frame_rate", "f0@fr cros", "{:.1%}"),
+                 ("self_loud_silent", "l→s self", "{:.1%}"),
+                 ("cross_loud_silent", "l→s cross", "{:.1%}"))  # fmt: skip
 
 
 def run(step: str, args: list[str], cwd: Path, quiet: bool = False) -> float:
@@ -278,6 +297,53 @@ def save_state(work: Path, state: dict) -> None:
     write_text(work / "state.json", json.dumps(state, indent=2) + "\n")
 
 
+def _number(value) -> float | None:
+    """``value`` as a float, ``None`` for a missing or NaN value."""
+    if value is None:
+        return None
+    value = float(value)
+    return None if math.isnan(value) else value
+
+
+def spread(values, n: int = SPREAD_N) -> float | None:
+    """Max − min of the last ``n`` entries of ``values`` (oldest first), skipping missing ones
+    (``None``/NaN: an evaluation with no score); ``None`` with fewer than 2 numbers among them.
+    E.g. ``spread([0.98, 0.90, 0.86, 0.95, 0.79, 0.93])`` = 0.95 − 0.79 = 0.16."""
+    last = [v for v in map(_number, list(values)[-n:]) if v is not None]
+    return max(last) - min(last) if len(last) >= 2 else None
+
+
+def read_curve(path: Path) -> list[dict]:
+    """The rows of ``curve.jsonl`` by step (an empty list when there is none yet)."""
+    if not path.is_file():
+        return []
+    rows = [json.loads(ln) for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
+    return sorted(rows, key=lambda r: r["step"])
+
+
+def with_spread(previous: list[dict], row: dict, n: int = SPREAD_N) -> dict:
+    """``row`` plus ``self_f0_corr_spread5`` / ``cross_f0_corr_spread5``: :func:`spread` of the
+    F0 corr over the rows of ``previous`` before ``row``'s step and ``row`` itself."""
+    earlier = [r for r in previous if r["step"] < row["step"]]
+    out = dict(row)
+    for kind in ("self", "cross"):
+        key = f"{kind}_f0_corr"
+        out[f"{key}_spread{n}"] = spread([r.get(key) for r in earlier] + [row.get(key)], n)
+    return out
+
+
+def format_curve(rows: list[dict]) -> str:
+    """The curve as a plain-text table (:data:`CURVE_COLUMNS`; ``-`` for a missing value)."""
+
+    def cell(value, fmt):
+        value = value if isinstance(value, int) else _number(value)
+        return "-" if value is None else fmt.format(value)
+
+    lines = [" ".join(f"{h:>10s}" for _, h, _ in CURVE_COLUMNS)]
+    lines += [" ".join(f"{cell(r.get(k), fmt):>10s}" for k, _, fmt in CURVE_COLUMNS) for r in rows]
+    return "\n".join(lines)
+
+
 def curve_point(work: Path, args, state: dict) -> None:
     from common.checkpoint import latest_checkpoint_path
 
@@ -287,23 +353,26 @@ def curve_point(work: Path, args, state: dict) -> None:
     done = convert(work, model, items, "plain", args.f0_predictor,
                    work / "convert" / f"step_{step}")  # fmt: skip
     report = evaluate(work, done, work / "eval" / f"step_{step}", args, full=False)
-    table = summarize(done, report, ("f0_corr", "secs_target", "secs_source"))
+    table = summarize(done, report, CURVE_METRICS)
     row = {"step": step, "cpu_minutes": round(state["cpu_s"] / 60, 1),
-           "wall_minutes": round(state["wall_s"] / 60, 1),
-           "self_f0_corr": table["plain/self"]["f0_corr"],
-           "cross_f0_corr": table["plain/cross"]["f0_corr"],
-           "cross_secs_target": table["plain/cross"]["secs_target"],
-           "cross_secs_source": table["plain/cross"]["secs_source"]}  # fmt: skip
+           "wall_minutes": round(state["wall_s"] / 60, 1)}  # fmt: skip
+    for kind in ("self", "cross"):
+        for key in CURVE_METRICS:
+            row[f"{kind}_{key}"] = _number(table.get(f"plain/{kind}", {}).get(key))
+    rows = read_curve(work / "curve.jsonl")
+    row = with_spread(rows, row)
     print("curve: " + json.dumps(row), flush=True)
     with open(work / "curve.jsonl", "a", encoding="utf-8") as f:
         f.write(json.dumps(row) + "\n")
+    print(format_curve([r for r in rows if r["step"] < step] + [row]), flush=True)
     from bench.train_demo_voice import plot_curve
 
     plot_curve(work / "curve.jsonl", "cpu_minutes", "training CPU minutes")
 
 
 TABLE_KEYS = ("f0_corr", "f0_rmse_cents", "vuv_f1", "secs_target", "secs_source", "dnsmos_ovrl",
-              "cer", "wer", "loudness_corr", "clicks")  # fmt: skip
+              "cer", "wer", "loudness_corr", "clicks", "hop_buzz_db", "f0_on_frame_rate",
+              "loud_silent")  # fmt: skip
 
 
 def final_table(work: Path, args, state: dict) -> dict:
