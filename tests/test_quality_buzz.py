@@ -114,7 +114,7 @@ def test_f0_on_frame_rate_counts_only_what_the_source_does_not_sing():
     assert f0_on_frame_rate(src, np.zeros(12))["f0_on_frame_rate"] is None
     # Another decoder's frame rate (32 kHz / 320 = 100 Hz): nothing here sits on it.
     assert f0_on_frame_rate(src, out, -12, frame_rate=100.0)["f0_on_frame_rate_frames"] == 0
-    with pytest.raises(ValueError, match="outside 55..2000 Hz"):
+    with pytest.raises(ValueError, match="outside 70..2000 Hz"):
         f0_on_frame_rate(src, out, frame_rate=20.0)
 
 
@@ -151,7 +151,7 @@ def test_evaluate_reports_buzz_columns(tmp_path):
     assert f["frame_rate_hz"] == pytest.approx(86.1328125)
     assert f["hop_buzz_db"] > 15 and f["hop_buzz_windows"] >= 20
     assert f["f0_on_frame_rate"] > 0.05 and f["loud_silent"] == 0.0
-    assert "frame_rate_hz: frame rate 10 Hz is outside 55..2000 Hz" in bad["error"]
+    assert "frame_rate_hz: frame rate 10 Hz is outside 70..2000 Hz" in bad["error"]
     assert report["aggregate"]["hop_buzz_db"] == pytest.approx(f["hop_buzz_db"])
     table = (tmp_path / "ev" / "eval_table.txt").read_text()
     header, _, row = table.splitlines()[:3]
@@ -163,7 +163,7 @@ def test_eval_cli_rejects_a_bad_frame_rate(tmp_path):
     proc = run_script([ROOT / "eval.py", "-o", "a.wav", "-s", "b.wav", "--out", tmp_path,
                        "--frame_rate", "20"], cwd=tmp_path, check=False)  # fmt: skip
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert "--frame_rate: frame rate 20 Hz is outside 55..2000 Hz" in proc.stderr
+    assert "--frame_rate: frame rate 20 Hz is outside 70..2000 Hz" in proc.stderr
 
 
 # ------------------------------------------------------------------ the recipe's F0 corr spread
