@@ -135,7 +135,7 @@ def test_loud_silent_on_a_muted_note(case):
 def test_evaluate_reports_buzz_columns(tmp_path):
     """The wiring: evaluate() on files, the source at 22.05 kHz and the output at 44.1 kHz
     (both are read at 16 kHz), per-file keys, the mean, the table's columns."""
-    from quality.evaluate import evaluate
+    from quality.evaluate import EvalError, evaluate
 
     src, env = phrase(220.0, seed=0)
     buzz = phrase(110.0, seed=1)[0] + click_train(len(src), 0.2) * (env < 0.01)
@@ -157,6 +157,8 @@ def test_evaluate_reports_buzz_columns(tmp_path):
     header, _, row = table.splitlines()[:3]
     assert header.split()[-3:] == ["dB", "f0@frame", "loud→sil"]  # "buzz dB" is two words
     assert row.split()[-1] == "0.0%" and row.split()[-3].startswith("+")
+    with pytest.raises(EvalError, match="--frame_rate: frame rate nan Hz is outside"):
+        evaluate(items, tmp_path / "ev2", frame_rate_hz=math.nan, progress=False)
 
 
 def test_eval_cli_rejects_a_bad_frame_rate(tmp_path):
