@@ -1,8 +1,9 @@
 """Measure conversions: melody (F0 corr / RMSE / V-UV F1), speaker similarity, DNSMOS, CER/WER,
-loudness-envelope correlation and clicks, per file and on average (see quality/).
+loudness-envelope correlation, loud source frames gone silent, clicks, and hop buzz (energy and
+f0 at the decoder frame rate, quality/buzz.py), per file and on average (see quality/).
 
     python eval.py --manifest items.json --out DIR [--f0_predictor auto|fcpe|rmvpe|pm]
-                   [--no_asr] [--no_dnsmos] [--no_plots]
+                   [--no_asr] [--no_dnsmos] [--no_plots] [--frame_rate HZ]
     python eval.py -o out1.flac out2.flac -s src1.wav src2.wav -t -12 --target_bank DIR
                    [--source_bank DIR] --out DIR
 
@@ -76,15 +77,27 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no_asr", action="store_true", help="skip CER/WER (Whisper)")
     p.add_argument("--no_dnsmos", action="store_true", help="skip DNSMOS")
     p.add_argument("--no_plots", action="store_true", help="write no PNGs")
+    p.add_argument("--frame_rate", type=float, default=None,
+                   help="the model's sampling_rate / hop_length [Hz], where hop buzz is looked "
+                        "for (default 44100 / 512 = 86.13; an item's frame_rate_hz wins)")  # fmt: skip
     args = p.parse_args(argv)
     items = items_from_args(p, args)
+
+    from quality.buzz import DECODER_FRAME_RATE, check_frame_rate
+
+    frame_rate = DECODER_FRAME_RATE if args.frame_rate is None else args.frame_rate
+    try:
+        check_frame_rate(frame_rate)
+    except ValueError as e:
+        p.error(f"--frame_rate: {e}")
 
     from quality.evaluate import EvalError, evaluate
     from quality.report import format_table
 
     try:
         report = evaluate(items, args.out, f0_predictor=args.f0_predictor, asr=not args.no_asr,
-                          dnsmos=not args.no_dnsmos, plots=not args.no_plots)  # fmt: skip
+                          dnsmos=not args.no_dnsmos, plots=not args.no_plots,
+                          frame_rate_hz=frame_rate)  # fmt: skip
     except EvalError as e:
         print(f"eval.py: {e}", file=sys.stderr)
         return 1

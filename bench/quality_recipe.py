@@ -9,8 +9,10 @@ Every step is a real run of the top-level scripts, inside ``--workdir``:
    unseen singer used as a source only;
 2. resample.py -> preprocess_flist_config.py -> preprocess_hubert_f0.py;
 3. train.py in chunks until ``--cpu_minutes`` of training CPU time are spent; after each chunk
-   the held-out clips are converted (self- and cross-speaker) and scored by eval.py: F0 corr and
-   speaker similarity against training minutes go to ``curve.jsonl`` / ``curve.png``;
+   the held-out clips are converted (self- and cross-speaker) and scored by eval.py: F0 corr,
+   its spread over the last five evaluations (max − min, :func:`spread`), speaker similarity,
+   hop buzz and loud-silent frames against training minutes go to ``curve.jsonl`` /
+   ``curve.png`` and the curve so far is printed as a table;
 4. at the end, the full table: self-conversion and cross-speaker conversion, plain, with
    ``-cr 0.5`` (k-means, cluster/train_cluster.py), with ``-fr -cr 0.5`` (train_index.py) and
    with ``-eh`` when ``pretrain/nsf_hifigan/model`` is there -> ``table.json`` / ``table.txt``.
@@ -43,6 +45,14 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.recipe_curve import (  # noqa: E402  (after the sys.path line)
+    CURVE_METRICS,
+    as_number,
+    format_curve,
+    read_curve,
+    with_spread,
+)
+
 SR = 44100
 PIECE_S = 2.5
 VOCADITO = {"vocadito_1.wav": "vocadito_S1", "vocadito_10.wav": "vocadito_S7",
@@ -56,7 +66,6 @@ EXTRA = {"ptdb-tug/mic_F01_sa1.wav": "ptdb_F01", "ptdb-tug/mic_M01_sa1.wav": "pt
          "sms-tools/speech-female.wav": "sms_speech_female",
          "sms-tools/speech-male.wav": "sms_speech_male", "sms-tools/vignesh.wav": "sms_vignesh",
          "sms-tools/soprano-E4.wav": "sms_soprano"}  # fmt: skip
-CURVE_KEYS = ("self_f0_corr", "cross_f0_corr", "cross_secs_target", "cross_secs_source")
 
 
 def run(step: str, args: list[str], cwd: Path, quiet: bool = False) -> float:
@@ -304,23 +313,26 @@ def curve_point(work: Path, args, state: dict) -> None:
     done = convert(work, model, items, "plain", args.f0_predictor,
                    work / "convert" / f"step_{step}")  # fmt: skip
     report = evaluate(work, done, work / "eval" / f"step_{step}", args, full=False)
-    table = summarize(done, report, ("f0_corr", "secs_target", "secs_source"))
+    table = summarize(done, report, CURVE_METRICS)
     row = {"step": step, "cpu_minutes": round(state["cpu_s"] / 60, 1),
-           "wall_minutes": round(state["wall_s"] / 60, 1),
-           "self_f0_corr": table["plain/self"]["f0_corr"],
-           "cross_f0_corr": table["plain/cross"]["f0_corr"],
-           "cross_secs_target": table["plain/cross"]["secs_target"],
-           "cross_secs_source": table["plain/cross"]["secs_source"]}  # fmt: skip
+           "wall_minutes": round(state["wall_s"] / 60, 1)}  # fmt: skip
+    for kind in ("self", "cross"):
+        for key in CURVE_METRICS:
+            row[f"{kind}_{key}"] = as_number(table.get(f"plain/{kind}", {}).get(key))
+    rows = read_curve(work / "curve.jsonl")
+    row = with_spread(rows, row)
     print("curve: " + json.dumps(row), flush=True)
     with open(work / "curve.jsonl", "a", encoding="utf-8") as f:
         f.write(json.dumps(row) + "\n")
+    print(format_curve([r for r in rows if r["step"] < step] + [row]), flush=True)
     from bench.train_demo_voice import plot_curve
 
     plot_curve(work / "curve.jsonl", "cpu_minutes", "training CPU minutes")
 
 
 TABLE_KEYS = ("f0_corr", "f0_rmse_cents", "vuv_f1", "secs_target", "secs_source", "dnsmos_ovrl",
-              "cer", "wer", "loudness_corr", "clicks")  # fmt: skip
+              "cer", "wer", "loudness_corr", "clicks", "hop_buzz_db", "f0_on_frame_rate",
+              "loud_silent")  # fmt: skip
 
 
 def final_table(work: Path, args, state: dict) -> dict:

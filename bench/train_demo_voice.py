@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -345,7 +346,9 @@ def score_checkpoints(work: Path) -> list[dict]:
 
 def plot_curve(curve_path: Path, x_key: str = "minutes",
                x_label: str = "training minutes (sum of step times)") -> None:  # fmt: skip
-    """``curve.jsonl`` (rows with step, ``x_key``, self/cross F0 corr and SECS) -> ``curve.png``."""
+    """``curve.jsonl`` (rows with step, ``x_key``, self/cross F0 corr and SECS) -> ``curve.png``;
+    rows with ``self_f0_corr_spread5`` / ``cross_f0_corr_spread5`` (bench/quality_recipe.py) add
+    a third panel: the F0 corr spread over the last five evaluations."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -355,7 +358,8 @@ def plot_curve(curve_path: Path, x_key: str = "minutes",
                   key=lambda r: r["step"])  # fmt: skip
     if not rows:
         return
-    fig, ax = plt.subplots(1, 2, figsize=(10, 3.5))
+    spread = any("self_f0_corr_spread5" in r for r in rows)
+    fig, ax = plt.subplots(1, 3 if spread else 2, figsize=(15 if spread else 10, 3.5))
     x = [r[x_key] for r in rows]
     ax[0].plot(x, [r["cross_f0_corr"] for r in rows], "o-", label="cross-singer")
     ax[0].plot(x, [r["self_f0_corr"] for r in rows], "s-", label="self")
@@ -363,6 +367,11 @@ def plot_curve(curve_path: Path, x_key: str = "minutes",
     ax[1].plot(x, [r["cross_secs_target"] for r in rows], "o-", label="cross: to target")
     ax[1].plot(x, [r["cross_secs_source"] for r in rows], "x--", label="cross: to source")
     ax[1].set(xlabel=x_label, ylabel="speaker similarity (SECS)")
+    if spread:
+        for kind, style in (("cross", "o-"), ("self", "s-")):
+            y = [r.get(f"{kind}_f0_corr_spread5") for r in rows]
+            ax[2].plot(x, [math.nan if v is None else v for v in y], style, label=kind)
+        ax[2].set(xlabel=x_label, ylabel="F0 corr spread, last 5 (max − min)")
     for a in ax:
         a.grid(alpha=0.3)
         a.legend()

@@ -12,7 +12,9 @@
      "source_bank": ["b.wav", ...],       # optional: clips of the source speaker (default [source])
      "transcript": "text",                # optional: the source's words; else ASR of the source
      "lang": "en",                        # optional: Whisper code (en, zh, ja, ...) or "none"
-     "slice_boundaries_s": [..]}          # optional: where to look for clicks (else everywhere)
+     "slice_boundaries_s": [..],          # optional: where to look for clicks (else everywhere)
+     "frame_rate_hz": 86.13}              # optional: the model's sampling_rate / hop_length, where
+                                          # quality.buzz looks for hop buzz (default 44100 / 512)
 
 Writes ``out_dir/eval.json`` (the returned report), ``out_dir/eval_table.txt`` and, with
 ``plots``, ``out_dir/f0_curves.png`` (first files), ``out_dir/speaker_similarity.png`` and
@@ -38,8 +40,9 @@ from tqdm import tqdm
 from common.atomic import write_text
 from common.audio import AudioError, is_audio_file, load_audio
 from quality import ANALYSIS_SR
+from quality.buzz import DECODER_FRAME_RATE, check_frame_rate, f0_on_frame_rate, hop_buzz
 from quality.clicks import count_clicks
-from quality.loudness import loudness_corr
+from quality.loudness import loud_silent, loudness_corr
 from quality.pitch import PitchTracker, f0_metrics
 from quality.report import aggregate, format_table
 from quality.speaker import SpeakerEncoder, cosine
@@ -81,8 +84,9 @@ def bank_paths(bank) -> list[Path]:
     return paths
 
 
-def check_item(item) -> dict:
-    """Validate one item and fill in the defaults (see the module doc)."""
+def check_item(item, frame_rate_hz: float = DECODER_FRAME_RATE) -> dict:
+    """Validate one item and fill in the defaults (see the module doc); ``frame_rate_hz`` is the
+    default of the item's ``frame_rate_hz``."""
     if not isinstance(item, dict):
         raise ItemError(f"an item must be an object with 'output' and 'source', not {item!r:.60}")
     for key in ("output", "source"):
@@ -112,6 +116,10 @@ def check_item(item) -> dict:
                 f"{out['output']}: slice_boundaries_s must be a list of seconds"
             ) from None
     out["slice_boundaries_s"] = bounds
+    try:
+        out["frame_rate_hz"] = check_frame_rate(item.get("frame_rate_hz", frame_rate_hz))
+    except ValueError as e:
+        raise ItemError(f"{out['output']}: frame_rate_hz: {e}") from None
     return out
 
 
@@ -207,6 +215,9 @@ class Evaluator:
             tracks["asr"] = (reference, self.asr_pool.submit(self.transcriber(lang), wav), lang)
         out_f0 = tracks["output_f0"] = self.tracker(wav)
         entry.update(f0_metrics(src["f0"], out_f0, item["transpose"]))
+        fr = entry["frame_rate_hz"] = item["frame_rate_hz"]
+        entry.update(f0_on_frame_rate(src["f0"], out_f0, item["transpose"], fr))
+        entry.update(hop_buzz(src["wav"], wav, src["f0"], fr))
         emb = self.speaker.embed(wav)
         for key, bank in (("secs_target", item["target_bank"]),
                           ("secs_source", item["source_bank"])):  # fmt: skip
@@ -215,6 +226,7 @@ class Evaluator:
         if self.dnsmos is not None:
             entry.update(self.dnsmos(wav))
         entry["loudness_corr"] = loudness_corr(src["wav"], wav)
+        entry["loud_silent"] = loud_silent(src["wav"], wav)
         native, sr = load_audio(out_path)
         entry["clicks"] = count_clicks(native, sr, item["slice_boundaries_s"])
         entry["clicks_where"] = ("slice boundaries" if item["slice_boundaries_s"] is not None
@@ -271,18 +283,24 @@ def _plots(out_dir: Path, files: list[dict], drawn: list[tuple[dict, dict]]) -> 
 
 
 def evaluate(items, out_dir, f0_predictor: str = "auto", asr: bool = True, dnsmos: bool = True,
-             plots: bool = True, progress: bool = True) -> dict:  # fmt: skip
+             plots: bool = True, progress: bool = True,
+             frame_rate_hz: float = DECODER_FRAME_RATE) -> dict:  # fmt: skip
     """Evaluate ``items`` (see the module doc) → ``{"files", "aggregate", "meta"}``; also written
-    to ``out_dir/eval.json`` with the table in ``out_dir/eval_table.txt`` and the PNGs."""
+    to ``out_dir/eval.json`` with the table in ``out_dir/eval_table.txt`` and the PNGs.
+    ``frame_rate_hz``: the decoder frame rate of items that do not give their own."""
     t0 = time.perf_counter()
     items = list(items)
     if not items:
         raise EvalError("nothing to evaluate: the list of items is empty")
+    try:
+        check_frame_rate(frame_rate_hz)
+    except ValueError as e:
+        raise EvalError(f"--frame_rate: {e}") from None
     ev = Evaluator(f0_predictor, asr=asr, dnsmos=dnsmos)
     files, drawn, pending = [], [], []
     for raw in tqdm(items, desc="eval", unit="file", disable=not progress):
         try:
-            item = check_item(raw)
+            item = check_item(raw, frame_rate_hz)
             entry, tracks = ev(item)
         except (ItemError, AudioError, ValueError, RuntimeError) as e:
             name = raw.get("output", "?") if isinstance(raw, dict) else "?"

@@ -1,4 +1,5 @@
-"""Loudness preservation: correlation of the source's and the output's RMS envelopes."""
+"""Loudness preservation: correlation of the source's and the output's RMS envelopes, and the
+share of the source's loud frames that come out silent."""
 
 from __future__ import annotations
 
@@ -13,6 +14,12 @@ HOP = 160
 """Envelope hop [samples at 16 kHz]: 10 ms, the f0 grid."""
 FLOOR_DB = 60.0
 """Frames quieter than the loudest frame minus this many dB are clamped to that floor."""
+LOUD_DB = 30.0
+""":func:`loud_silent`: a source frame is loud within this many dB of the source's loudest frame."""
+SILENT_DB = 40.0
+"""... an output frame is silent more than this many dB below the output's loudest frame ..."""
+ABS_SILENT_DBFS = -60.0
+"""... or below this frame RMS [dBFS] (a source frame below it is never loud)."""
 
 
 def rms_envelope_db(wav: np.ndarray, frame: int = FRAME, hop: int = HOP) -> np.ndarray:
@@ -44,3 +51,30 @@ def loudness_corr(source: np.ndarray, output: np.ndarray, sr: int = ANALYSIS_SR)
     b = rms_envelope_db(output, frame, hop)
     n = min(len(a), len(b))
     return pearson(a[:n], b[:n])
+
+
+def loud_silent(source: np.ndarray, output: np.ndarray, sr: int = ANALYSIS_SR) -> float | None:
+    """Share of the source's loud frames where the output is silent (a sung note that came out
+    mute), on the envelopes of :func:`rms_envelope_db` (40 ms frames every 10 ms), cut to the
+    shorter.
+
+    Loud: the source frame is within :data:`LOUD_DB` (30 dB) of the source's loudest frame and
+    above :data:`ABS_SILENT_DBFS` (-60 dBFS). Silent: the output frame is more than
+    :data:`SILENT_DB` (40 dB) below the output's own loudest frame, or below -60 dBFS (so an
+    all-silent output counts as silent everywhere). Both thresholds sit above the envelope's
+    floor (``max − FLOOR_DB``), so the clamping does not touch them. ``None`` when the source has
+    no loud frame. 0.0 = every loud source frame has sound in the output.
+    """
+    scale = sr / ANALYSIS_SR
+    frame, hop = int(round(FRAME * scale)), int(round(HOP * scale))
+    a = rms_envelope_db(source, frame, hop)
+    b = rms_envelope_db(output, frame, hop)
+    n = min(len(a), len(b))
+    if n == 0:
+        return None
+    a, b = a[:n], b[:n]
+    loud = (a >= a.max() - LOUD_DB) & (a > ABS_SILENT_DBFS)
+    if not loud.any():
+        return None
+    silent = (b < b.max() - SILENT_DB) | (b < ABS_SILENT_DBFS)
+    return float(np.mean(silent[loud]))

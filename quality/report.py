@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 METRICS = ("f0_corr", "f0_rmse_cents", "vuv_f1", "secs_target", "secs_source", "dnsmos_ovrl",
-           "dnsmos_sig", "dnsmos_bak", "cer", "wer", "loudness_corr", "clicks")  # fmt: skip
+           "dnsmos_sig", "dnsmos_bak", "cer", "wer", "loudness_corr", "clicks", "hop_buzz_db",
+           "f0_on_frame_rate", "loud_silent")  # fmt: skip
 """Metric keys of each file entry, averaged into ``aggregate`` (see :mod:`quality`)."""
 
 # (key, header, format) of the printed table's columns.
@@ -20,6 +21,9 @@ COLUMNS = (
     ("wer", "WER", "{:.1%}"),
     ("loudness_corr", "loud corr", "{:.3f}"),
     ("clicks", "clicks", "{:.1f}"),
+    ("hop_buzz_db", "buzz dB", "{:+.1f}"),
+    ("f0_on_frame_rate", "f0@frame", "{:.1%}"),
+    ("loud_silent", "loud→sil", "{:.1%}"),
 )
 
 

@@ -269,6 +269,8 @@ def test_eval_cli_batch_goes_on_past_bad_items(tmp_path):
         assert f["secs_target"] > f["secs_source"]
         assert f["loudness_corr"] > 0.9
         assert f["clicks"] == 0 and f["clicks_where"] == "slice boundaries"
+        assert f["loud_silent"] == 0.0 and f["f0_on_frame_rate"] == 0.0
+        assert f["hop_buzz_db"] is None or abs(f["hop_buzz_db"]) < 1.0  # a 0.2 s silence at most
         assert "cer" not in f and "dnsmos_ovrl" not in f
     agg = report["aggregate"]
     assert agg["files"] == 2 and agg["failed"] == 2
