@@ -20,6 +20,8 @@ SILENT_DB = 40.0
 """... an output frame is silent more than this many dB below the output's loudest frame ..."""
 ABS_SILENT_DBFS = -60.0
 """... or below this frame RMS [dBFS] (a source frame below it is never loud)."""
+DROP_DB = 20.0
+"""... or this many dB below the source frame, both relative to their own loudest frame."""
 
 
 def rms_envelope_db(wav: np.ndarray, frame: int = FRAME, hop: int = HOP) -> np.ndarray:
@@ -61,7 +63,10 @@ def loud_silent(source: np.ndarray, output: np.ndarray, sr: int = ANALYSIS_SR) -
     Loud: the source frame is within :data:`LOUD_DB` (30 dB) of the source's loudest frame and
     above :data:`ABS_SILENT_DBFS` (-60 dBFS). Silent: the output frame is more than
     :data:`SILENT_DB` (40 dB) below the output's own loudest frame, or below -60 dBFS (so an
-    all-silent output counts as silent everywhere). Both thresholds sit above the envelope's
+    all-silent output counts as silent everywhere), or it dropped out: more than
+    :data:`DROP_DB` (20 dB) below the source frame, both taken relative to their own loudest
+    frame (a level-independent test: a uniformly quieter output drops nothing; a note sung at
+    -7 dB that comes out at -29 dB does). Both thresholds sit above the envelope's
     floor (``max − FLOOR_DB``), so the clamping does not touch them. ``None`` when the source has
     no loud frame. 0.0 = every loud source frame has sound in the output.
     """
@@ -76,5 +81,6 @@ def loud_silent(source: np.ndarray, output: np.ndarray, sr: int = ANALYSIS_SR) -
     loud = (a >= a.max() - LOUD_DB) & (a > ABS_SILENT_DBFS)
     if not loud.any():
         return None
-    silent = (b < b.max() - SILENT_DB) | (b < ABS_SILENT_DBFS)
+    dropped = (a - a.max()) - (b - b.max()) > DROP_DB
+    silent = (b < b.max() - SILENT_DB) | (b < ABS_SILENT_DBFS) | dropped
     return float(np.mean(silent[loud]))

@@ -130,6 +130,14 @@ def test_loud_silent_on_a_muted_note(case):
     # 26 dB quieter: a note-edge frame or so falls under the -60 dBFS floor.
     assert loud_silent(case["source"], 0.05 * case["clean"]) < 0.01
     assert loud_silent(np.zeros(16000), case["clean"][:16000]) is None
+    # a note that drops out under the output's own noise: the middle note 26 dB down (not under
+    # the 40 dB / -60 dBFS floors) while the other notes keep their level is counted
+    dropped = case["clean"].copy()
+    a, b = (int(x * ANALYSIS_SR) for x in MUTED_S)
+    dropped[a:b] *= 0.05
+    assert loud_silent(case["source"], dropped) == pytest.approx(share, abs=0.03)
+    dropped[a:b] *= 4  # 14 dB down: kept (a quieter note, not a lost one)
+    assert loud_silent(case["source"], dropped) < 0.05
 
 
 def test_evaluate_reports_buzz_columns(tmp_path):
