@@ -151,10 +151,12 @@ def prepare(work: Path, args) -> None:
         place_base_model(work / "logs" / "44k", *map(Path, args.base_model))
 
 
-def place_base_model(logs: Path, g: Path, d: Path) -> None:
+def place_base_model(logs: Path, g: Path, d: Path | None = None) -> None:
     """Fine-tuning as so-vits-svc users do it: a base model's ``G``/``D`` become ``logs/44k``'s
     ``G_0.pth``/``D_0.pth`` (step 0, no resume state; a speaker embedding of another size is
-    re-initialised by train.py). Skipped once ``logs/44k`` holds checkpoints."""
+    re-initialised by train.py). Without ``D`` (a shipped base voice keeps only G: the
+    discriminator is 47 M parameters) train.py starts the discriminator fresh. Skipped once
+    ``logs/44k`` holds checkpoints."""
     import torch
 
     from common.atomic import torch_save
@@ -162,7 +164,7 @@ def place_base_model(logs: Path, g: Path, d: Path) -> None:
     if list(logs.glob("G_*.pth")):
         return
     logs.mkdir(parents=True, exist_ok=True)
-    for src, name in ((g, "G_0.pth"), (d, "D_0.pth")):
+    for src, name in ((g, "G_0.pth"), (d, "D_0.pth"))[: 1 if d is None else 2]:
         ckpt = torch.load(src, map_location="cpu", weights_only=True)
         ckpt.pop("train_state", None)
         ckpt["iteration"] = 0
@@ -425,8 +427,8 @@ def main(argv: list[str] | None = None) -> int:
         default=20.0,
         help="training CPU minutes between two curve points",
     )
-    p.add_argument("--base_model", nargs=2, metavar=("G", "D"),
-                   help="fine-tune from these G_*.pth / D_*.pth (same model config; e.g. the "
+    p.add_argument("--base_model", nargs="+", metavar="G [D]",
+                   help="fine-tune from this G_*.pth (and D_*.pth; same model config; e.g. the "
                         "demo voice's logs/demo/G_4400.pth D_4400.pth) instead of from scratch")  # fmt: skip
     p.add_argument("--extra_speakers", action="store_true",
                    help="also train on PTDB-TUG and the other sms-tools clips, each its own "
@@ -449,6 +451,9 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError:
             print(f"quality_recipe: {flag} {value!r} is not JSON", file=sys.stderr)
             return 2
+    if args.base_model and len(args.base_model) > 2:
+        print("quality_recipe: --base_model takes G and optionally D", file=sys.stderr)
+        return 2
     work = Path(args.workdir).resolve()
     work.mkdir(parents=True, exist_ok=True)
     prepare(work, args)
