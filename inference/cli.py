@@ -39,6 +39,9 @@ logger = logging.getLogger("inference_main")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MAX_SEMITONES = 48  # -t / -eak: four octaves either way
 MAX_NOISE_SCALE = 2.0
+# -cl: a forced clip shorter than a few 11.6 ms frames comes out as silence (each clip loses up to a
+# frame to rounding); 0 turns forced clipping off
+MIN_CLIP_SECONDS = 0.1
 STALE_SECONDS = 3600  # a results/ temporary this old belongs to no running conversion  # -ns: the reference uses 0.4; far above 1 the output is noise
 
 
@@ -53,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--clip",
         type=float,
         default=0,
-        help="forced clip length in s (0 = silence slicing only)",
+        help="forced clip length in s (0 = silence slicing only; else at least 0.1)",
     )
     a("-n", "--clean_names", type=str, nargs="+", default=["君の知らない物語-src.wav"],
       help="file names under raw/")  # fmt: skip
@@ -204,6 +207,9 @@ def check_flags(args: argparse.Namespace) -> None:
                         ("-p", args.pad_seconds), ("--max_chunk_seconds", args.max_chunk_seconds)):  # fmt: skip
         if not (value >= 0 and math.isfinite(value)):
             bad(flag, value, "a length in seconds must be >= 0")
+    if 0 < args.clip < MIN_CLIP_SECONDS:
+        bad("-cl", args.clip, f"a forced clip is 0 (off) or at least {MIN_CLIP_SECONDS} s "
+            "(one frame is 512 samples, 11.6 ms; shorter clips come out silent)")  # fmt: skip
     if args.clip > 0 and args.linear_gradient >= args.clip:
         bad(
             "-lg",
