@@ -161,23 +161,73 @@ def load_spk_mix_map(path: str | os.PathLike | None = None) -> tuple[dict, Path]
     return parse_spk_mix_map(cand.read_text(encoding="utf-8"), str(cand)), cand
 
 
+MAX_MIX_DEPTH = 8  # {speaker: [[t0, t1, v0, v1], ...]} needs 3 levels of brackets
+MAX_MIX_SPEAKERS = 1000
+MAX_MIX_SEGMENTS = 10_000  # per speaker
+
+
+def check_spk_mix_text(text: str, source: str, max_chars: int | None = None) -> None:
+    """Refuse a mix text too long or nested too deep to parse safely (InputError, one line)."""
+    if max_chars is not None and len(text) > max_chars:
+        raise InputError(f"{source}: {len(text)} characters; a mix timeline is at most {max_chars}")
+    depth = deepest = 0
+    quote = None
+    for c in text:
+        if quote:
+            quote = None if c == quote else quote
+        elif c in "'\"":
+            quote = c
+        elif c in "[({":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif c in "])}":
+            depth -= 1
+    if deepest > MAX_MIX_DEPTH:
+        raise InputError(f"{source}: brackets nested {deepest} deep; spk_mix_map is "
+                         "{speaker: [[t_start, t_end, v_start, v_end], ...]}")  # fmt: skip
+
+
+def check_spk_mix_value(value, source: str) -> dict:
+    """``value`` if it is ``{speaker: [[t0, t1, v0, v1], ...]}`` of finite numbers, else InputError."""
+    if not isinstance(value, dict):
+        raise InputError(f"{source}: spk_mix_map must be a dict")
+    if len(value) > MAX_MIX_SPEAKERS:
+        raise InputError(f"{source}: {len(value)} speakers; at most {MAX_MIX_SPEAKERS}")
+    for spk, segs in value.items():
+        if not isinstance(spk, (str, int)) or isinstance(spk, bool):
+            raise InputError(f"{source}: speaker {spk!r:.40}: a key is a speaker name or id")
+        if not isinstance(segs, (list, tuple)) or len(segs) > MAX_MIX_SEGMENTS:
+            raise InputError(f"{source}: speaker {spk!r:.40}: give a list of at most {MAX_MIX_SEGMENTS} "
+                             "segments [t_start, t_end, v_start, v_end]")  # fmt: skip
+        for seg in segs:
+            if (not isinstance(seg, (list, tuple)) or len(seg) != 4
+                    or not all(isinstance(x, (int, float)) and not isinstance(x, bool)
+                               and math.isfinite(x) for x in seg)):  # fmt: skip
+                raise InputError(f"{source}: speaker {spk!r:.40}: segment {str(seg):.60} must be "
+                                 "[t_start, t_end, v_start, v_end], four finite numbers")  # fmt: skip
+    return value
+
+
 def parse_spk_mix_map(text: str, source: str = "spkmix.py") -> dict:
-    """The ``spk_mix_map = {...}`` literal of a spkmix.py text, read as data (never executed)."""
-    tree = ast.parse(text, filename=source)
+    """The ``spk_mix_map = {...}`` literal of a spkmix.py text, read as data (never executed);
+    its shape is checked (:func:`check_spk_mix_value`) and its nesting bounded before parsing."""
+    check_spk_mix_text(text, source)
+    try:
+        tree = ast.parse(text, filename=source)
+    except (RecursionError, MemoryError):  # e.g. 1+1+1+... or ------1: the parser's own limits
+        raise InputError(f"{source}: expression too deeply nested to read") from None
     for node in tree.body:
         if isinstance(node, ast.Assign) and any(
             isinstance(t, ast.Name) and t.id == "spk_mix_map" for t in node.targets
         ):
             try:
                 value = ast.literal_eval(node.value)
-            except ValueError:
-                raise ValueError(
+            except (ValueError, TypeError, SyntaxError, RecursionError, MemoryError):
+                raise InputError(
                     f"{source}: spk_mix_map must be a literal dict of lists of numbers"
                 ) from None
-            if not isinstance(value, dict):
-                raise ValueError(f"{source}: spk_mix_map must be a dict")
-            return value
-    raise ValueError(f"{source}: no `spk_mix_map = {{...}}` assignment")
+            return check_spk_mix_value(value, source)
+    raise InputError(f"{source}: no `spk_mix_map = {{...}}` assignment")
 
 
 def output_name(clean_name: str, tran: int, spk: str, cluster_infer_ratio: float, auto_predict_f0: bool,
