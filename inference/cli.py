@@ -164,6 +164,7 @@ def load_spk_mix_map(path: str | os.PathLike | None = None) -> tuple[dict, Path]
 MAX_MIX_DEPTH = 8  # {speaker: [[t0, t1, v0, v1], ...]} needs 3 levels of brackets
 MAX_MIX_SPEAKERS = 1000
 MAX_MIX_SEGMENTS = 10_000  # per speaker
+MAX_MIX_WEIGHT = 1_000_000
 
 
 def check_spk_mix_text(text: str, source: str, max_chars: int | None = None) -> None:
@@ -205,6 +206,12 @@ def check_spk_mix_value(value, source: str) -> dict:
                                and math.isfinite(x) for x in seg)):  # fmt: skip
                 raise InputError(f"{source}: speaker {spk!r:.40}: segment {str(seg):.60} must be "
                                  "[t_start, t_end, v_start, v_end], four finite numbers")  # fmt: skip
+            if not (0 <= seg[0] <= 1 and 0 <= seg[1] <= 1):
+                raise InputError(f"{source}: speaker {spk!r:.40}: segment {str(seg):.60}: times are "
+                                 "fractions of the output, 0..1")  # fmt: skip
+            if not (0 <= seg[2] <= MAX_MIX_WEIGHT and 0 <= seg[3] <= MAX_MIX_WEIGHT):
+                raise InputError(f"{source}: speaker {spk!r:.40}: segment {str(seg):.60}: weights are "
+                                 f"0..{MAX_MIX_WEIGHT} (normalised per frame)")  # fmt: skip
     return value
 
 

@@ -109,6 +109,10 @@ def test_failed_ui_load_keeps_the_loaded_voice(api, tmp_path):
         ("segments not a list", json.dumps({"alto": 5, "bass": [[0, 1, 0, 1]]}), "list of at most"),
         ("NaN weight", '{"alto": [[0, 1, NaN, 0]], "bass": [[0, 1, 0, 1]]}', "four finite numbers"),
         ("too long", json.dumps({"alto": [[0, 1, 1, 0]] * 20000}), "characters"),
+        ("time 1e10 (a 10 TB arange)", json.dumps({"alto": [[0, 1e10, 1, 1], [1e10, 1, 1, 1]],
+                                                    "bass": [[0, 1, 0, 1]]}), "times are fractions"),
+        ("weight 1e308 (NaN mix)", json.dumps({"alto": [[0, 1, 1e308, 1e308]], "bass": [[0, 1, 0, 1]]}),
+         "weights are 0..1000000"),
     ],
 )  # fmt: skip
 def test_spk_mix_is_bounded(api, what, mix, says):
@@ -168,6 +172,22 @@ def test_non_ascii_upload_name_end_to_end(api):
 def test_vst_fields_are_range_checked(api, form, says):
     r = vst(api[0], wav_bytes(0.5), **form)
     assert r.status_code == 400 and r.json()["error"].startswith(says), r.text
+
+
+def test_other_api_mistakes_are_4xx(api):
+    """Item 1 sweep: these reached torch and answered 500 (or a numpy message)."""
+    client = api[0]
+    r = client.post("/api/v1/load", json={"model": "logs/44k/G_0.pth", "device": "cuda:7"})
+    assert r.status_code == 400 and r.json()["error"].startswith(
+        "device cuda:7: this machine has"
+    ), r.text
+    assert client.get("/api/v1/models").json()["loaded"]["model"] == "logs/44k/G_0.pth"
+    r = convert(client, {"options": json.dumps({"seed": 10**30})})
+    assert r.status_code == 400 and r.json()["error"].startswith("options: seed: "), r.text
+    r = client.post("/wav2wav", files={"audio": ("a.wav", wav_bytes(0.5, sr=400))})
+    assert r.status_code == 400 and "sample rate 400 Hz is not supported" in r.json()["error"], (
+        r.text
+    )
 
 
 def test_wav2wav_tran_is_range_checked(api):

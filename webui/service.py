@@ -33,7 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from webui import paths
 
 F0_PREDICTORS = ("pm", "dio", "harvest", "crepe", "rmvpe", "fcpe")
-MAX_INPUT_RATE = 384_000  # Hz: higher sample rates in a header are refused
+MIN_INPUT_RATE, MAX_INPUT_RATE = 1000, 384_000  # Hz: other sample rates in a header are refused
 MAX_INPUT_CHANNELS = 64
 OUTPUT_FORMATS = ("flac", "wav", "mp3", "ogg")
 
@@ -88,7 +88,7 @@ class ConvertOptions(BaseModel):
         False, description="dynamic speaker mix (-usm; the timeline is sent separately)"
     )
     wav_format: Literal[OUTPUT_FORMATS] = Field("flac", description="output format (-wf)")
-    seed: int = Field(52468, description="noise seed (--seed)")  # fmt: skip
+    seed: int = Field(52468, ge=-(2**63), le=2**63 - 1, description="noise seed (--seed)")  # fmt: skip
 
 
 @dataclass
@@ -168,6 +168,22 @@ def parse_device(choice: str | None) -> str | None:
     return dev
 
 
+def check_device(device: str | None) -> None:
+    """Refuse a device this machine does not have (ServiceError) instead of failing in torch."""
+    if device is None or device == "cpu":
+        return
+    import torch
+
+    if device.startswith("cuda"):
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        index = int(device.split(":", 1)[1]) if ":" in device else 0
+        if index >= n:
+            have = f"{n} CUDA device(s)" if n else "no CUDA"
+            raise ServiceError(f"device {device}: this machine has {have} (use cpu or Auto)")
+    elif device == "mps" and not torch.backends.mps.is_available():
+        raise ServiceError("device mps: not available on this machine (use cpu or Auto)")
+
+
 def check_fits(model_path: str | os.PathLike, config_path: str | os.PathLike) -> None:
     """Raise :class:`ServiceError` unless the checkpoint's tensors fit the model its config builds.
 
@@ -244,6 +260,7 @@ class VoiceService:
 
         if backend not in ("torch", "onnx"):
             raise ServiceError(f"backend {backend!r}: use torch or onnx")
+        check_device(device)
         diffusion = bool(shallow_diffusion or only_diffusion)
         needed = (
             [(diffusion_model, "diffusion model"), (diffusion_config, "diffusion config")]
@@ -362,10 +379,9 @@ class VoiceService:
 
     def _check_header(self, frames: int, samplerate: int, channels: int, where: str) -> None:
         """Refuse an input by its header (before decoding): too long, odd rate or channel count."""
-        if not 0 < samplerate <= MAX_INPUT_RATE:
-            raise ServiceError(
-                f"{where}: sample rate {samplerate} Hz is not supported (1..{MAX_INPUT_RATE})"
-            )
+        if not MIN_INPUT_RATE <= samplerate <= MAX_INPUT_RATE:
+            raise ServiceError(f"{where}: sample rate {samplerate} Hz is not supported "
+                               f"({MIN_INPUT_RATE}..{MAX_INPUT_RATE})")  # fmt: skip
         if not 0 < channels <= MAX_INPUT_CHANNELS:
             raise ServiceError(f"{where}: {channels} channels; at most {MAX_INPUT_CHANNELS}")
         if frames / samplerate > self.max_seconds:
