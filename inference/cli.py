@@ -172,11 +172,12 @@ def check_spk_mix_text(text: str, source: str, max_chars: int | None = None) -> 
     if max_chars is not None and len(text) > max_chars:
         raise InputError(f"{source}: {len(text)} characters; a mix timeline is at most {max_chars}")
     depth = deepest = 0
-    quote = None
+    quote = None  # inside a string (its quote character) or a comment ("#")
     for c in text:
         if quote:
-            quote = None if c == quote else quote
-        elif c in "'\"":
+            if c == quote or (quote == "#" and c == "\n"):
+                quote = None
+        elif c in "'\"#":
             quote = c
         elif c in "[({":
             depth += 1

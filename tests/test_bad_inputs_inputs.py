@@ -292,3 +292,25 @@ def test_record_wrapping_counter_second_device_and_out_of_range_values(tmp_path)
         np.testing.assert_array_equal(z["frame"], np.arange(first, first + n))
         np.testing.assert_array_equal(z["values"], np.stack(sent))
     assert json.loads((out / "take.json").read_text())["device_id"] == "iPhoneA"
+
+
+@pytest.mark.parametrize(
+    "mix, says",
+    [
+        (
+            "spk_mix_map = {0: [[0, 1e10, 1, 1], [1e10, 1, 1, 1]], 1: [[0, 1, 0, 1]]}",
+            "times are fractions",
+        ),
+        ("spk_mix_map = {0: [[[0], 1, 1, 1]], 1: [[0, 1, 0, 1]]}", "four finite numbers"),
+        ("spk_mix_map = {0: " + "[" * 5000 + "]" * 5000 + "}", "brackets nested 5001 deep"),
+        ("spk_mix_map = {0: 1" + "+1" * 30000 + "}", "too deeply nested to read"),
+    ],
+)
+def test_inference_main_spkmix_shapes_are_checked(tmp_path, capfd, monkeypatch, mix, says):
+    """-usm reads spkmix.py as data; a malformed one is one line (was a TypeError / a 10 TB
+    allocation / RecursionError), before any model is loaded."""
+    (tmp_path / "spkmix.py").write_text(mix)
+    monkeypatch.chdir(tmp_path)
+    code = run_main(_main("inference.cli"), ["-n", "x.wav", "-usm"])
+    err = capfd.readouterr().err.strip().splitlines()
+    assert code == 1 and err[-1].startswith("spkmix.py: ") and says in err[-1], err
