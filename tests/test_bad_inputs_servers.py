@@ -227,6 +227,24 @@ def test_long_upload_refused_from_its_header_before_decoding(api):
     assert ok.status_code == 200, ok.text
 
 
+def test_ui_file_input_refused_from_its_header(api, tmp_path):
+    """The web UI hands the service a file path (gradio keeps the upload as is): same check."""
+    from webui.service import ServiceError
+
+    path = tmp_path / "long.flac"
+    path.write_bytes(silent_flac(3600))
+    tracemalloc.start()
+    try:
+        with pytest.raises(
+            ServiceError, match=r"^long.flac: input is 3600 s long; the limit is 60 s"
+        ):
+            api[2].read_input(path)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 40e6, peak
+
+
 @pytest.mark.parametrize(
     "script, args, says",
     [
