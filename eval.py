@@ -19,6 +19,21 @@ import json
 import sys
 from pathlib import Path
 
+MAX_SEMITONES = 48.0  # inference_main.py's -t range
+
+
+def semitones(text: str) -> float:
+    """``-t`` values: finite semitones within +-48 (argparse type; NaN/inf/huge refused)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of semitones") from None
+    if not abs(value) <= MAX_SEMITONES:
+        raise argparse.ArgumentTypeError(
+            f"{text}: out of range; within +-{MAX_SEMITONES:g} semitones"
+        )
+    return value
+
 
 def items_from_args(p: argparse.ArgumentParser, args) -> list:
     if args.manifest:
@@ -61,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("-o", "--outputs", nargs="+", default=[], help="converted files")
     p.add_argument("-s", "--sources", nargs="+", default=[],
                    help="their sources: one per output, or one for all")  # fmt: skip
-    p.add_argument("-t", "--transpose", nargs="+", type=float, default=[0.0],
+    p.add_argument("-t", "--transpose", nargs="+", type=semitones, default=[0.0],
                    help="semitones used in conversion: one value, or one per output")  # fmt: skip
     p.add_argument("--target_bank", help="folder of the target speaker's clips")
     p.add_argument(

@@ -7,7 +7,8 @@ The same process also serves ``/wav2wav`` and the JSON API (``/docs``); see webu
 
 import sys
 
+from common.cli import run_main
 from webui.api import main
 
 if __name__ == "__main__":
-    sys.exit(main(default_port=6842, name="flask_api.py"))
+    sys.exit(run_main(lambda argv: main(argv, default_port=6842, name="flask_api.py")))

@@ -8,7 +8,8 @@ refused). The same process also serves ``/voiceChangeModel`` and the JSON API (`
 
 import sys
 
+from common.cli import run_main
 from webui.api import main
 
 if __name__ == "__main__":
-    sys.exit(main(default_port=1145, name="flask_api_full_song.py"))
+    sys.exit(run_main(lambda argv: main(argv, default_port=1145, name="flask_api_full_song.py")))

@@ -39,6 +39,9 @@ logger = logging.getLogger("inference_main")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MAX_SEMITONES = 48  # -t / -eak: four octaves either way
 MAX_NOISE_SCALE = 2.0
+# -cl: a forced clip shorter than a few 11.6 ms frames comes out as silence (each clip loses up to a
+# frame to rounding); 0 turns forced clipping off
+MIN_CLIP_SECONDS = 0.1
 STALE_SECONDS = 3600  # a results/ temporary this old belongs to no running conversion  # -ns: the reference uses 0.4; far above 1 the output is noise
 
 
@@ -53,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--clip",
         type=float,
         default=0,
-        help="forced clip length in s (0 = silence slicing only)",
+        help="forced clip length in s (0 = silence slicing only; else at least 0.1)",
     )
     a("-n", "--clean_names", type=str, nargs="+", default=["君の知らない物語-src.wav"],
       help="file names under raw/")  # fmt: skip
@@ -158,23 +161,81 @@ def load_spk_mix_map(path: str | os.PathLike | None = None) -> tuple[dict, Path]
     return parse_spk_mix_map(cand.read_text(encoding="utf-8"), str(cand)), cand
 
 
+MAX_MIX_DEPTH = 8  # {speaker: [[t0, t1, v0, v1], ...]} needs 3 levels of brackets
+MAX_MIX_SPEAKERS = 1000
+MAX_MIX_SEGMENTS = 10_000  # per speaker
+MAX_MIX_WEIGHT = 1_000_000
+
+
+def check_spk_mix_text(text: str, source: str, max_chars: int | None = None) -> None:
+    """Refuse a mix text too long or nested too deep to parse safely (InputError, one line)."""
+    if max_chars is not None and len(text) > max_chars:
+        raise InputError(f"{source}: {len(text)} characters; a mix timeline is at most {max_chars}")
+    depth = deepest = 0
+    quote = None  # inside a string (its quote character) or a comment ("#")
+    for c in text:
+        if quote:
+            if c == quote or (quote == "#" and c == "\n"):
+                quote = None
+        elif c in "'\"#":
+            quote = c
+        elif c in "[({":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif c in "])}":
+            depth -= 1
+    if deepest > MAX_MIX_DEPTH:
+        raise InputError(f"{source}: brackets nested {deepest} deep; spk_mix_map is "
+                         "{speaker: [[t_start, t_end, v_start, v_end], ...]}")  # fmt: skip
+
+
+def check_spk_mix_value(value, source: str) -> dict:
+    """``value`` if it is ``{speaker: [[t0, t1, v0, v1], ...]}`` of finite numbers, else InputError."""
+    if not isinstance(value, dict):
+        raise InputError(f"{source}: spk_mix_map must be a dict")
+    if len(value) > MAX_MIX_SPEAKERS:
+        raise InputError(f"{source}: {len(value)} speakers; at most {MAX_MIX_SPEAKERS}")
+    for spk, segs in value.items():
+        if not isinstance(spk, (str, int)) or isinstance(spk, bool):
+            raise InputError(f"{source}: speaker {spk!r:.40}: a key is a speaker name or id")
+        if not isinstance(segs, (list, tuple)) or len(segs) > MAX_MIX_SEGMENTS:
+            raise InputError(f"{source}: speaker {spk!r:.40}: give a list of at most {MAX_MIX_SEGMENTS} "
+                             "segments [t_start, t_end, v_start, v_end]")  # fmt: skip
+        for seg in segs:
+            if (not isinstance(seg, (list, tuple)) or len(seg) != 4
+                    or not all(isinstance(x, (int, float)) and not isinstance(x, bool)
+                               and math.isfinite(x) for x in seg)):  # fmt: skip
+                raise InputError(f"{source}: speaker {spk!r:.40}: segment {str(seg):.60} must be "
+                                 "[t_start, t_end, v_start, v_end], four finite numbers")  # fmt: skip
+            if not (0 <= seg[0] <= 1 and 0 <= seg[1] <= 1):
+                raise InputError(f"{source}: speaker {spk!r:.40}: segment {str(seg):.60}: times are "
+                                 "fractions of the output, 0..1")  # fmt: skip
+            if not (0 <= seg[2] <= MAX_MIX_WEIGHT and 0 <= seg[3] <= MAX_MIX_WEIGHT):
+                raise InputError(f"{source}: speaker {spk!r:.40}: segment {str(seg):.60}: weights are "
+                                 f"0..{MAX_MIX_WEIGHT} (normalised per frame)")  # fmt: skip
+    return value
+
+
 def parse_spk_mix_map(text: str, source: str = "spkmix.py") -> dict:
-    """The ``spk_mix_map = {...}`` literal of a spkmix.py text, read as data (never executed)."""
-    tree = ast.parse(text, filename=source)
+    """The ``spk_mix_map = {...}`` literal of a spkmix.py text, read as data (never executed);
+    its shape is checked (:func:`check_spk_mix_value`) and its nesting bounded before parsing."""
+    check_spk_mix_text(text, source)
+    try:
+        tree = ast.parse(text, filename=source)
+    except (RecursionError, MemoryError):  # e.g. 1+1+1+... or ------1: the parser's own limits
+        raise InputError(f"{source}: expression too deeply nested to read") from None
     for node in tree.body:
         if isinstance(node, ast.Assign) and any(
             isinstance(t, ast.Name) and t.id == "spk_mix_map" for t in node.targets
         ):
             try:
                 value = ast.literal_eval(node.value)
-            except ValueError:
-                raise ValueError(
+            except (ValueError, TypeError, SyntaxError, RecursionError, MemoryError):
+                raise InputError(
                     f"{source}: spk_mix_map must be a literal dict of lists of numbers"
                 ) from None
-            if not isinstance(value, dict):
-                raise ValueError(f"{source}: spk_mix_map must be a dict")
-            return value
-    raise ValueError(f"{source}: no `spk_mix_map = {{...}}` assignment")
+            return check_spk_mix_value(value, source)
+    raise InputError(f"{source}: no `spk_mix_map = {{...}}` assignment")
 
 
 def output_name(clean_name: str, tran: int, spk: str, cluster_infer_ratio: float, auto_predict_f0: bool,
@@ -204,6 +265,9 @@ def check_flags(args: argparse.Namespace) -> None:
                         ("-p", args.pad_seconds), ("--max_chunk_seconds", args.max_chunk_seconds)):  # fmt: skip
         if not (value >= 0 and math.isfinite(value)):
             bad(flag, value, "a length in seconds must be >= 0")
+    if 0 < args.clip < MIN_CLIP_SECONDS:
+        bad("-cl", args.clip, f"a forced clip is 0 (off) or at least {MIN_CLIP_SECONDS} s "
+            "(one frame is 512 samples, 11.6 ms; shorter clips come out silent)")  # fmt: skip
     if args.clip > 0 and args.linear_gradient >= args.clip:
         bad(
             "-lg",

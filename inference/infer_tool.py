@@ -751,6 +751,11 @@ class Svc:
             raise ValueError("clip, crossfade and pad lengths must be >= 0")
         if not 0 <= lgr_num <= 1:
             raise ValueError(f"linear_gradient_retain must be in [0, 1], got {lgr_num}")
+        from inference.cli import MIN_CLIP_SECONDS
+
+        if 0 < clip_seconds < MIN_CLIP_SECONDS:
+            raise ValueError(f"clip {clip_seconds} s: a forced clip is 0 (off) or at least "
+                             f"{MIN_CLIP_SECONDS} s (shorter clips come out silent)")  # fmt: skip
         if clip_seconds > 0 and lg_num >= clip_seconds:
             raise ValueError(
                 f"the crossfade ({lg_num} s) must be shorter than the clip ({clip_seconds} s)"

@@ -10,6 +10,11 @@ taken to line up with audio sample 0 (the app starts both together), shifted by 
 ``prepare_visemes.py`` then estimates the remaining lag per take. Rows with a repeated timecode are
 dropped (counted in the summary). The audio is a wav/flac or, where a decoder is installed
 (audioread + ffmpeg), the ``.mov``'s own track.
+
+``--fps`` must be in 1..1000 and ``--offset_ms`` within +-1 hour (NaN/inf refused, exit 2). A value
+cell that is NaN, infinite or beyond float32 (|x| > 3.4e38) stops the import with the row and
+column named; a row whose timecode does not parse (or whose frame field is NaN) is skipped and
+counted as ``unreadable_rows``.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -25,12 +31,32 @@ import numpy as np
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from common.errors import InputError, UsageError  # noqa: E402
 from motion.channels import INDEX, N_VALUES, NAMES  # noqa: E402
 from motion.take import Take, save_take  # noqa: E402
 
+MAX_FPS = 1000.0
+MAX_OFFSET_MS = 3_600_000.0  # one hour
+_F32_MAX = float(np.finfo(np.float32).max)
 
-class LLFImportError(ValueError):
+
+class LLFImportError(InputError):
     """The CSV is not a Live Link Face export; the message names the file and the problem."""
+
+
+def check_fps(fps: float, flag: str = "--fps") -> float:
+    """``fps`` if it is a usable timecode rate (1..1000 frames/s), else :class:`UsageError`."""
+    if not (1.0 <= fps <= MAX_FPS):  # also NaN
+        raise UsageError(f"{flag} {fps}: out of range; the timecode frame rate is 1..{MAX_FPS:.0f} "
+                         "(the app records at 60, 30 or 24)")  # fmt: skip
+    return float(fps)
+
+
+def check_offset_ms(offset_ms: float) -> float:
+    if not (abs(offset_ms) <= MAX_OFFSET_MS):  # also NaN
+        raise UsageError(f"--offset_ms {offset_ms}: out of range; give milliseconds within "
+                         f"+-{MAX_OFFSET_MS:.0f} (one hour)")  # fmt: skip
+    return float(offset_ms)
 
 
 def parse_timecode(tc: str, fps: float) -> tuple[float, int, float]:
@@ -40,6 +66,8 @@ def parse_timecode(tc: str, fps: float) -> tuple[float, int, float]:
         raise ValueError(f"timecode {tc!r} is not HH:MM:SS:FF.fff")
     h, m, s = int(parts[0]), int(parts[1]), int(parts[2])
     ff = float(parts[3])
+    if not (math.isfinite(ff) and ff >= 0):
+        raise ValueError(f"timecode {tc!r}: frame field is not a number >= 0")
     whole = int(ff)
     frame = int(round((h * 3600 + m * 60 + s) * fps)) + whole
     return h * 3600 + m * 60 + s + ff / fps, frame, ff - whole
@@ -48,6 +76,7 @@ def parse_timecode(tc: str, fps: float) -> tuple[float, int, float]:
 def read_llf_csv(path: str | Path, fps: float = 60.0) -> tuple[np.ndarray, np.ndarray, dict]:
     """``(values [N, 61] float32 in stream order, seconds [N] float64, info)``."""
     path = Path(path)
+    check_fps(fps)
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
             rows = list(csv.reader(f))
@@ -68,14 +97,20 @@ def read_llf_csv(path: str | Path, fps: float = 60.0) -> tuple[np.ndarray, np.nd
         raise LLFImportError(f"{path}: no Live Link blendshape column names in the header")
     values, secs, frames, subs = [], [], [], []
     bad = 0
-    for row in rows[1:]:
+    for number, row in enumerate(rows[1:], start=2):
         if not row or all(not c.strip() for c in row):
             continue
         try:
             sec, frame, sub = parse_timecode(row[0], fps)
             v = np.zeros(N_VALUES, np.float32)
             for i, j in cols.items():
-                v[i] = float(row[j])
+                x = float(row[j])
+                if not abs(x) <= _F32_MAX:  # NaN, inf, or inf once stored as float32
+                    raise LLFImportError(f"{path}: row {number}, column {NAMES[i]}: {row[j].strip()!r} "
+                                         "is not a finite 32-bit number (fix or delete that row)")  # fmt: skip
+                v[i] = x
+        except LLFImportError:
+            raise
         except (ValueError, IndexError):
             bad += 1
             continue
@@ -102,6 +137,7 @@ def import_take(csv_path, audio_path, out, fps: float = 60.0, offset_ms: float =
     """Write a take folder from an app export; returns the take."""
     from common.audio import load_audio
 
+    check_offset_ms(offset_ms)
     values, secs, info = read_llf_csv(csv_path, fps)
     audio, sr = load_audio(audio_path)
     frames, subs = info.pop("frames"), info.pop("sub_frames")
@@ -134,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--offset_ms", type=float, default=0.0,
                    help="face time of row 0 relative to audio sample 0")  # fmt: skip
     args = p.parse_args(argv)
+    check_fps(args.fps)
+    check_offset_ms(args.offset_ms)
     from common.audio import AudioError
 
     out = Path(args.out or f"takes/{Path(args.csv).stem}")
@@ -148,4 +186,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from common.cli import run_main
+
+    sys.exit(run_main(main))

@@ -70,7 +70,10 @@ def encode(
     device_id: str = "svc",
     subject: str = "SVC",
 ) -> bytes:
-    """One v6 packet; ``values`` ``[61]`` (shorter is zero-padded, longer is an error)."""
+    """One v6 packet; ``values`` ``[61]`` (shorter is zero-padded, longer is an error).
+
+    ``frame`` is sent as the signed 32-bit counter it is on the wire: past 2^31 - 1 it wraps to
+    -2^31 (receivers unwrap it, see ``motion.record.FrameUnwrapper``)."""
     v = np.zeros(N_VALUES, dtype=_VALUES)
     arr = np.asarray(values, dtype=np.float64).reshape(-1)
     if arr.size > N_VALUES:
@@ -84,11 +87,15 @@ def encode(
             dev,
             struct.pack(">i", len(sub)),
             sub,
-            _FRAME_TIME.pack(int(frame), float(sub_frame), int(rate[0]), int(rate[1])),
+            _FRAME_TIME.pack(_wrap_i32(frame), float(sub_frame), int(rate[0]), int(rate[1])),
             struct.pack(">B", N_VALUES),
             v.tobytes(),
         ]
     )
+
+
+def _wrap_i32(n) -> int:
+    return (int(n) + (1 << 31)) % (1 << 32) - (1 << 31)
 
 
 def _string(data: bytes, pos: int, what: str) -> tuple[str, int]:

@@ -12,6 +12,13 @@ an assumed 60 fps. Malformed packets are counted and skipped. Ctrl-C (SIGINT) or
 and saves; ``--duration`` stops by itself. Any length; the output is a take folder
 (:mod:`motion.take`) and a capture summary is printed and stored in its take.json.
 
+Frame numbers are the sender's signed 32-bit counter; one passing 2^31 - 1 wraps to -2^31 and is
+unwrapped here (each number is read as the one nearest the previous), so it keeps counting up.
+The take records ONE device: the first packet's device id and subject; packets from any other
+device/subject are ignored and counted (``other_devices`` in the summary, a warning at the first).
+Packets with a blendshape outside 0..1 by more than 0.05, or a rotation beyond +-4, are counted as
+malformed and skipped; accepted blendshapes are clamped to 0..1.
+
 Audio: ``--wav FILE`` uses that file as the take's audio; it is played through sounddevice when
 installed (else the capture just times it: start your player when "audio start" is printed).
 Without ``--wav`` the default input device is recorded with sounddevice (16-bit mono 44.1 kHz).
@@ -34,21 +41,61 @@ import numpy as np
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from motion.channels import N_VALUES  # noqa: E402
+from motion.channels import N_BLENDSHAPES, N_VALUES  # noqa: E402
 from motion.livelink import PacketCounter  # noqa: E402
 from motion.take import Take, save_take  # noqa: E402
 
 SR = 44100
+BLEND_SLACK = 0.05  # blendshapes outside [-0.05, 1.05] make a packet malformed; others are clamped
+MAX_ROTATION = 4.0  # |head/eye rotation| above this makes a packet malformed
+MAX_DURATION_S = 24 * 3600.0
 
 
 def parse_hostport(text: str, default_port: int = 11111) -> tuple[str, int]:
+    """``"HOST:PORT"`` (or ``"HOST"``) → ``(host, port)``; ValueError unless 1 <= port <= 65535."""
     host, _, port = text.rpartition(":")
     if not host:
         host, port = text, str(default_port)
     try:
-        return host, int(port)
+        number = int(port)
     except ValueError:
         raise ValueError(f"{text!r}: expected HOST:PORT") from None
+    if not 1 <= number <= 65535:
+        raise ValueError(f"{text!r}: port {number} is out of range (1..65535)")
+    return host, number
+
+
+class FrameUnwrapper:
+    """Sender frame numbers (signed 32-bit, wrapping at 2^31) → an unwrapped ``int`` count.
+
+    Each number is taken as the one nearest the previous (a step of less than 2^31 either way), so
+    a counter that passes 2^31 - 1 and wraps to -2^31 keeps counting up (not "two billion frames
+    dropped"); late packets (a small step back) keep their place.
+    """
+
+    def __init__(self) -> None:
+        self.last_raw: int | None = None
+        self.last = 0
+
+    def __call__(self, raw: int) -> int:
+        if self.last_raw is None:
+            self.last_raw = self.last = int(raw)
+            return self.last
+        step = (int(raw) - self.last_raw) & 0xFFFFFFFF
+        if step >= 1 << 31:
+            step -= 1 << 32
+        self.last_raw, self.last = int(raw), self.last + step
+        return self.last
+
+
+def value_problem(values: np.ndarray) -> str | None:
+    """Why a packet's ``values [61]`` are out of range (the malformed reason), else None."""
+    shapes, rotations = values[:N_BLENDSHAPES], values[N_BLENDSHAPES:]
+    if shapes.min() < -BLEND_SLACK or shapes.max() > 1 + BLEND_SLACK:
+        return "blendshape values outside 0..1"
+    if rotations.size and np.abs(rotations).max() > MAX_ROTATION:
+        return "rotation values out of range"
+    return None
 
 
 def retime(frame_time: np.ndarray, arrival: np.ndarray) -> tuple[np.ndarray, str]:
@@ -160,9 +207,11 @@ def capture(listen: str, folder: Path, wav: str | None, duration: float | None) 
     sock.bind((host, port))
     sock.settimeout(0.05)
     counter = PacketCounter()
-    rows: dict[int, tuple] = {}  # frame number → (arrival, sub_frame, num, den, values)
+    rows: dict[int, tuple] = {}  # unwrapped frame number → (arrival, sub_frame, num, den, values)
     duplicates = 0
     device = subject = None
+    others: dict[str, int] = {}  # "device/subject" → packets ignored
+    unwrap = FrameUnwrapper()
     audio = _Audio(wav, folder)
     audio.start()
     if duration is None and audio.data is not None:
@@ -191,11 +240,27 @@ def capture(listen: str, folder: Path, wav: str | None, duration: float | None) 
             p = counter.decode(data)
             if p is None:
                 continue
-            if p.frame in rows:
+            if device is None:
+                device, subject = p.device_id, p.subject
+            elif (p.device_id, p.subject) != (device, subject):
+                key = f"{p.device_id}/{p.subject}"
+                if not others:
+                    print(f"warning: packets from a second device ({key}) are ignored; this take "
+                          f"records {device}/{subject} (stop the other sender)", file=sys.stderr,
+                          flush=True)  # fmt: skip
+                others[key] = others.get(key, 0) + 1
+                continue
+            problem = value_problem(p.values)
+            if problem is not None:
+                counter.bad[problem] += 1
+                continue
+            frame = unwrap(p.frame)
+            if frame in rows:
                 duplicates += 1
                 continue
-            device, subject = p.device_id, p.subject
-            rows[p.frame] = (arrival, p.sub_frame, p.rate_num, p.rate_den, p.values)
+            values = p.values.copy()
+            values[:N_BLENDSHAPES] = np.clip(values[:N_BLENDSHAPES], 0.0, 1.0)
+            rows[frame] = (arrival, p.sub_frame, p.rate_num, p.rate_den, values)
             if arrival - last_report > 5:
                 last_report = arrival
                 print(f"  {len(rows)} frames, {counter.n_bad} malformed", flush=True)
@@ -204,10 +269,12 @@ def capture(listen: str, folder: Path, wav: str | None, duration: float | None) 
             signal.signal(s, h)
         sock.close()
         audio_data = audio.stop()
-    return _save(folder, rows, counter, duplicates, audio, audio_data, device, subject)
+    return _save(folder, rows, counter, duplicates, audio, audio_data, device, subject, others)
 
 
-def _save(folder, rows, counter, duplicates, audio, audio_data, device, subject) -> dict:
+def _save(
+    folder, rows, counter, duplicates, audio, audio_data, device, subject, others=None
+) -> dict:
     frames = np.array(sorted(rows), dtype=np.int64)
     n = len(frames)
     arrival = np.array([rows[f][0] for f in frames], np.float64)
@@ -219,6 +286,7 @@ def _save(folder, rows, counter, duplicates, audio, audio_data, device, subject)
     summary = summarise(frames, frame_time, np.sort(arrival), counter, duplicates)
     # arrived after a later frame (kept, in frame order)
     summary["out_of_order"] = int(np.sum(np.diff(arrival) < 0)) if n > 1 else 0
+    summary["other_devices"] = dict(others or {})
     take = Take(
         values=values, t=host - audio.start_host, arrival=arrival, frame=frames, sub_frame=sub,
         rate=rate,
@@ -232,6 +300,19 @@ def _save(folder, rows, counter, duplicates, audio, audio_data, device, subject)
     return summary
 
 
+def check_args(args) -> None:
+    """Refuse out-of-range flags before anything is opened (one line, exit 2)."""
+    from common.errors import UsageError
+
+    try:
+        parse_hostport(args.listen)
+    except ValueError as e:
+        raise UsageError(f"--listen {e}") from None
+    d = args.duration
+    if d is not None and not (0 < d <= MAX_DURATION_S):  # also NaN
+        raise UsageError(f"--duration {d}: out of range; give seconds in (0, {MAX_DURATION_S:.0f}]")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -242,6 +323,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--duration", type=float, default=None,
                    help="stop after this many seconds (default: end of --wav, else Ctrl-C)")  # fmt: skip
     args = p.parse_args(argv)
+    check_args(args)
     stamp = _dt.datetime.now().strftime("%Y-%m-%d-%H-%M-%S")
     folder = Path(args.out or f"records/{stamp}")
     if (folder / "take.json").exists():
@@ -261,4 +343,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from common.cli import run_main
+
+    sys.exit(run_main(main))

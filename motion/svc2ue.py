@@ -13,7 +13,9 @@ resampled by time); frames are scheduled on a monotonic clock from the audio sta
 ``--latency-ms`` (positive: the face later, to match a slow audio output or renderer), not a
 magic 700 ms. Blendshapes are clamped to 0..1; head/eye rotations are sent as 0 unless
 ``--rotations``. ``--blinks`` adds one 150 ms blink at a random moment inside every 4 s window.
-``--loop N`` plays N times (0: until Ctrl-C). Audio is played with sounddevice when installed,
+``--loop N`` plays N times (0: until Ctrl-C). A track with NaN/infinite values or no frames is
+refused (exit 1); ``--rate`` must be 1..1000 fps, ``--loop`` >= 0 and ``--latency-ms`` within
++-10000 (exit 2). Audio is played with sounddevice when installed,
 else the stream keeps the same timing silently. Ctrl-C stops cleanly.
 """
 
@@ -50,7 +52,42 @@ def load_track(path: str) -> tuple[np.ndarray, float]:
         raise ValueError(f"{p}: not a readable .npy track ({e})") from None
     if values.ndim != 2 or values.shape[1] != N_VALUES:
         raise ValueError(f"{p}: expected [T, {N_VALUES}] values, got {values.shape}")
-    return values.astype(np.float32), FPS
+    if not np.issubdtype(values.dtype, np.number) or np.iscomplexobj(values):
+        raise ValueError(f"{p}: values are {values.dtype}, expected float32 numbers")
+    if len(values) == 0:
+        raise ValueError(f"{p}: the track has no frames")
+    values = values.astype(np.float32)
+    bad = np.flatnonzero(~np.isfinite(values).all(axis=1))
+    if bad.size:
+        raise ValueError(f"{p}: {bad.size} frame(s) hold NaN or infinite values (first: frame "
+                         f"{bad[0]}); regenerate the track")  # fmt: skip
+    return values, FPS
+
+
+MAX_RATE = 1000.0
+MAX_LATENCY_MS = 10_000.0
+
+
+def check_args(args) -> None:
+    """Refuse out-of-range flags before anything is read (one line, exit 2)."""
+    from common.errors import UsageError
+    from motion.record import parse_hostport
+
+    if args.rate is not None and not (1.0 <= args.rate <= MAX_RATE):  # also NaN
+        raise UsageError(f"--rate {args.rate}: out of range; the send rate is 1..{MAX_RATE:.0f} "
+                         "fps (e.g. 60), or leave it out for the track's own")  # fmt: skip
+    if args.loop < 0:
+        raise UsageError(f"--loop {args.loop}: out of range; plays N >= 1 times, 0 = until Ctrl-C")
+    if not abs(args.latency_ms) <= MAX_LATENCY_MS:
+        raise UsageError(f"--latency-ms {args.latency_ms}: out of range; give milliseconds within "
+                         f"+-{MAX_LATENCY_MS:.0f}")  # fmt: skip
+    try:
+        parse_hostport(args.target)
+    except ValueError as e:
+        raise UsageError(f"--target {e}") from None
+    for flag, text in (("--subject", args.subject), ("--device_id", args.device_id)):
+        if len(text.encode("utf-8")) > 255:
+            raise UsageError(f"{flag}: {len(text.encode('utf-8'))} bytes; at most 255")
 
 
 def resample(values: np.ndarray, fps: float, rate: float) -> np.ndarray:
@@ -148,6 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device_id", default="svc2ue", help="device id in the packets")
     p.add_argument("--seed", type=int, default=0, help="blink placement seed")
     args = p.parse_args(argv)
+    check_args(args)
     from common.audio import AudioError, load_audio
     from motion.record import parse_hostport
 
@@ -159,6 +197,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     rate = args.rate or fps
+    if not 1.0 <= rate <= MAX_RATE:
+        print(f"error: {args.track}: the track's own rate is {rate:.4g} fps; give --rate "
+              f"(1..{MAX_RATE:.0f})", file=sys.stderr)  # fmt: skip
+        return 1
     values = shape_for_unreal(resample(values, fps, rate), args.rotations)
     if args.blinks:
         values = add_blinks(values, rate, args.seed)
@@ -172,4 +214,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from common.cli import run_main
+
+    sys.exit(run_main(main))

@@ -17,7 +17,11 @@ start it with a model loaded once per process.
   as inference_main.py names it); OpenAPI schema at ``/openapi.json``, page at ``/docs``.
 
 Safety: uploads are limited to ``max_upload_mb`` (413 past it, checked while the body streams in)
-and kept in memory; conversions are serialised by the service's lock; client strings never
+and kept in memory; their length is read from the header and refused past ``--max_seconds`` (400)
+before decoding; ``fPitchChange`` / ``tran`` are within +-48 semitones and ``sampleRate`` is 0 or
+8000..384000; ``spk_mix`` is at most 64 KB, nested at most as deep as its format needs. File names
+may be any Unicode: ``Content-Disposition`` carries ``filename*=UTF-8''...`` and ``X-Output-Path``
+is percent-encoded past ASCII (decode it with ``urllib.parse.unquote``). Conversions are serialised by the service's lock; client strings never
 become paths (voices are picked by listed name, output names go through ``safe_name``); user
 mistakes answer 400 with ``{"error": "<one line>"}``.
 """
@@ -34,9 +38,36 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field, ValidationError
 
 from webui import paths
-from webui.service import ConvertOptions, ServiceError, VoiceService, message, user_errors
+from webui.service import (
+    ConvertOptions,
+    ServiceError,
+    VoiceService,
+    check_server_flags,
+    message,
+    user_errors,
+)
 
 MEDIA_TYPES = {"wav": "audio/wav", "flac": "audio/flac", "mp3": "audio/mpeg", "ogg": "audio/ogg"}
+MAX_SEMITONES = 48.0
+DAW_RATES = (8000, 384000)  # sampleRate: 0 (the model's) or within these
+MAX_SPK_MIX_CHARS = 64_000
+
+
+def header_text(text: str) -> str:
+    """``text`` safe for an HTTP header (latin-1 only): ``%`` and non-ASCII percent-encoded (UTF-8)."""
+    from urllib.parse import quote
+
+    return "".join(c if 32 <= ord(c) < 127 and c != "%" else quote(c, safe="") for c in text)
+
+
+def content_disposition(filename: str) -> str:
+    """``attachment`` with an ASCII fallback name and the exact UTF-8 name (RFC 6266 / 5987)."""
+    from urllib.parse import quote
+
+    ascii_name = "".join(c if 32 <= ord(c) < 127 and c not in '"\\%' else "_" for c in filename)
+    if ascii_name == filename:
+        return f'attachment; filename="{filename}"'
+    return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(filename, safe='')}"
 
 
 class _TooLarge(Exception):
@@ -116,7 +147,7 @@ def _audio_response(audio: np.ndarray, sr: int, fmt: str, filename: str, subtype
 
     buf = io.BytesIO()
     sf.write(buf, np.asarray(audio), sr, format=fmt.upper(), subtype=subtype)
-    hdrs = {"Content-Disposition": f'attachment; filename="{filename}"', **(headers or {})}
+    hdrs = {"Content-Disposition": content_disposition(filename), **(headers or {})}
     return Response(
         buf.getvalue(), media_type=MEDIA_TYPES.get(fmt, "application/octet-stream"), headers=hdrs
     )
@@ -182,12 +213,17 @@ def create_app(service: VoiceService, max_upload_mb: float = 50.0) -> FastAPI:
     ) -> Response:
         from common.audio import resample
 
-        data = read_upload(sample, "sample")
         tran = _float_field(fPitchChange, "fPitchChange")
         daw_sr = _int_field(sampleRate, "sampleRate")
         sid = _int_field(sSpeakId, "sSpeakId")
-        if daw_sr < 0 or daw_sr > 384000:
-            raise ServiceError(f"sampleRate: {daw_sr} is not a sample rate")
+        if abs(tran) > MAX_SEMITONES:
+            raise ServiceError(
+                f"fPitchChange: {tran:g} is out of range (+-{MAX_SEMITONES:g} semitones)"
+            )
+        if daw_sr != 0 and not DAW_RATES[0] <= daw_sr <= DAW_RATES[1]:
+            raise ServiceError(f"sampleRate: {daw_sr} is not a sample rate (0 = the model's, or "
+                               f"{DAW_RATES[0]}..{DAW_RATES[1]})")  # fmt: skip
+        data = read_upload(sample, "sample")
         audio, sr = service.infer_chunk(data, sid, tran)
         out_sr = daw_sr or sr
         return _audio_response(
@@ -211,8 +247,11 @@ def create_app(service: VoiceService, max_upload_mb: float = 50.0) -> FastAPI:
             )
         if wav_format not in MEDIA_TYPES:
             raise ServiceError(f"wav_format: {wav_format!r} is not one of {', '.join(MEDIA_TYPES)}")
+        trans = _int_field(tran, "tran")
+        if abs(trans) > MAX_SEMITONES:
+            raise ServiceError(f"tran: {trans} is out of range (+-{MAX_SEMITONES:g} semitones)")
         data = read_upload(audio, "audio")
-        opts = ConvertOptions(speaker=spk, trans=_int_field(tran, "tran"), wav_format=wav_format)
+        opts = ConvertOptions(speaker=spk, trans=trans, wav_format=wav_format)
         res = service.convert(data, opts, audio.filename or "audio", save=False)
         return _audio_response(res.audio, res.sampling_rate, wav_format, f"temp.{wav_format}")
 
@@ -296,7 +335,7 @@ def create_app(service: VoiceService, max_upload_mb: float = 50.0) -> FastAPI:
         mix = parse_spk_mix(spk_mix) if spk_mix.strip() else None
         res = service.convert(data, opts, audio.filename or "audio", spk_mix_map=mix)
         return _audio_response(res.audio, res.sampling_rate, opts.wav_format, res.name,
-                               headers={"X-Output-Path": f"{paths.RESULTS_DIR}/{res.name}",
+                               headers={"X-Output-Path": header_text(f"{paths.RESULTS_DIR}/{res.name}"),
                                         "X-Seconds": f"{res.seconds:.3f}"})  # fmt: skip
 
     return app
@@ -304,9 +343,10 @@ def create_app(service: VoiceService, max_upload_mb: float = 50.0) -> FastAPI:
 
 def parse_spk_mix(text: str) -> dict:
     """A dynamic mix timeline from spkmix.py text or JSON (keys: speaker names or ids)."""
-    from inference.cli import parse_spk_mix_map
+    from inference.cli import check_spk_mix_text, check_spk_mix_value, parse_spk_mix_map
 
     text = text.strip()
+    check_spk_mix_text(text, "spk_mix", MAX_SPK_MIX_CHARS)
     if text.startswith("{"):
         try:
             value = json.loads(text)
@@ -314,7 +354,8 @@ def parse_spk_mix(text: str) -> dict:
             raise ServiceError(f"spk_mix: not valid JSON ({e.msg})") from None
         if not isinstance(value, dict):
             raise ServiceError("spk_mix: must be an object")
-        return {int(k) if str(k).isdigit() else k: v for k, v in value.items()}
+        value = {int(k) if str(k).isdigit() else k: v for k, v in value.items()}
+        return check_spk_mix_value(value, "spk_mix")
     try:
         return parse_spk_mix_map(text, "spk_mix")
     except SyntaxError as e:
@@ -366,6 +407,7 @@ def main(
     p.add_argument("--max_upload_mb", type=float, default=50.0, help="upload size limit (MB)")
     p.add_argument("--max_seconds", type=float, default=600.0, help="longest input accepted (s)")
     args = p.parse_args(argv)
+    check_server_flags(args.port, args.max_seconds, max_upload_mb=args.max_upload_mb)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     model = args.model_path or latest_checkpoint_path("logs/44k") or "logs/44k/G_37600.pth"
     service = VoiceService(".", max_seconds=args.max_seconds)

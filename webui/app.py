@@ -25,6 +25,7 @@ import atexit
 import logging
 import os
 import shutil
+import signal
 import tempfile
 import traceback
 import uuid
@@ -36,6 +37,7 @@ from webui.service import (
     OUTPUT_FORMATS,
     ConvertOptions,
     VoiceService,
+    check_server_flags,
     list_devices,
     message,
     parse_device,
@@ -45,6 +47,7 @@ from webui.service import (
 logger = logging.getLogger(__name__)
 
 NONE = "(none)"
+MAX_RATE_PERCENT = 10_000  # merge rates (percent); softmax(rates/100) in float32 needs them bounded
 # the conversion settings in the order the handlers receive them (ConvertOptions field names)
 SETTING_NAMES = (
     "speaker", "trans", "auto_predict_f0", "f0_predictor", "cluster_infer_ratio", "slice_db", "wav_format",
@@ -122,12 +125,16 @@ class WebUI:
             info = self.service.load(model, config, cluster, parse_device(device), bool(enhance),
                                      backend=backend or "torch", **diffusion)  # fmt: skip
         except Exception as e:  # noqa: BLE001
-            return (
-                self._fail(e),
-                gr.update(choices=[], value=None),
-                gr.update(interactive=False, value=False),
-                "",
+            # the voice that was loaded stays loaded (VoiceService.load swaps only when ready):
+            # its speakers and mix state stay as they are
+            kept = self.service.info
+            note = (
+                f" (still loaded: {Path(kept.model or kept.diffusion_model).name})" if kept else ""
             )
+            if kept is None:
+                return (self._fail(e) + note, gr.update(choices=[], value=None),
+                        gr.update(interactive=False, value=False), "")  # fmt: skip
+            return self._fail(e) + note, gr.update(), gr.update(), gr.update()
         spk = list(info.speakers)
         what = (
             "k-means"
@@ -254,15 +261,26 @@ class WebUI:
             sources = [(e.name, e.model) for e in entries] + [
                 (Path(u).name, u) for u in (uploads or [])
             ]
+            rates_text = rates_text or "{}"
+            if len(rates_text) > 64_000:
+                raise ValueError(f"rates: {len(rates_text)} characters; at most 64000")
             try:
-                rates_map = json.loads(rates_text or "{}")
+                rates_map = json.loads(rates_text)
             except json.JSONDecodeError as e:
                 raise ValueError(f"rates: not valid JSON ({e.msg})") from None
+            except RecursionError:
+                raise ValueError('rates: nested too deep; give {"name": percent, ...}') from None
+            if not isinstance(rates_map, dict):
+                raise ValueError('rates: give a JSON object {"name": percent, ...}')
             rates = []
             for key, _ in sources:
-                value = rates_map.get(key, 100) if isinstance(rates_map, dict) else 100
-                if not isinstance(value, (int, float)):
+                value = rates_map.get(key, 100)
+                if not isinstance(value, (int, float)) or isinstance(value, bool):
                     raise ValueError(f"rates: {key} must be a number (percent)")
+                if not 0 <= value <= MAX_RATE_PERCENT:  # also NaN / Infinity
+                    raise ValueError(
+                        f"rates: {key} is {value}; a rate is a percentage in 0..{MAX_RATE_PERCENT}"
+                    )
                 rates.append(float(value))
             config = upload_config or (entries[0].config if entries else None)
             out = tools.merge_voices(
@@ -635,9 +653,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max_seconds", type=float, default=600.0, help="longest input accepted (s)")
     p.add_argument("--open", action="store_true", help="open a browser tab")
     args = p.parse_args(argv)
+    check_server_flags(args.port, args.max_seconds, max_file_size=args.max_file_size)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     ui = WebUI(".", max_seconds=args.max_seconds)
     atexit.register(ui.cleanup)
+    # SIGTERM (kill, systemd, docker stop) ends the UI like Ctrl-C: the server closes, launch
+    # returns and atexit removes the upload folder (the default SIGTERM skips atexit)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     ui.launch(
         args.host, args.port, args.share, args.max_file_size, block=True, open_browser=args.open
     )

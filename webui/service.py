@@ -12,6 +12,9 @@ CLI), uses the CLI's 1; the output format defaults to the CLI's ``flac``.
 
 All model access goes through one lock: requests are converted one at a time, in arrival order
 (the lock is fair enough for a single-user tool; a model is never swapped mid-conversion).
+Loading builds the new voice first and swaps it in only when it is ready, so a failed load keeps
+the voice that was loaded (both are in memory for that moment). An input's length is read from its
+header (``soundfile.info``) and refused above ``max_seconds`` before any sample is decoded.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from webui import paths
 
 F0_PREDICTORS = ("pm", "dio", "harvest", "crepe", "rmvpe", "fcpe")
+MIN_INPUT_RATE, MAX_INPUT_RATE = 1000, 384_000  # Hz: other sample rates in a header are refused
+MAX_INPUT_CHANNELS = 64
 OUTPUT_FORMATS = ("flac", "wav", "mp3", "ogg")
 
 
@@ -83,7 +88,7 @@ class ConvertOptions(BaseModel):
         False, description="dynamic speaker mix (-usm; the timeline is sent separately)"
     )
     wav_format: Literal[OUTPUT_FORMATS] = Field("flac", description="output format (-wf)")
-    seed: int = Field(52468, description="noise seed (--seed)")  # fmt: skip
+    seed: int = Field(52468, ge=-(2**63), le=2**63 - 1, description="noise seed (--seed)")  # fmt: skip
 
 
 @dataclass
@@ -118,6 +123,27 @@ class ConvertResult:
     seconds: float  # wall time of the conversion
 
 
+def check_server_flags(port: int, max_seconds: float, max_upload_mb: float | None = None,
+                       max_file_size: str | None = None) -> None:  # fmt: skip
+    """The servers' flags, refused with one line (exit 2) before anything is loaded or bound."""
+    import re
+
+    from common.errors import UsageError
+
+    if not 1 <= port <= 65535:
+        raise UsageError(f"--port {port}: out of range; a TCP port is 1..65535 (e.g. 7860)")
+    if not 0 < max_seconds <= 24 * 3600:  # also NaN
+        raise UsageError(f"--max_seconds {max_seconds}: out of range; give seconds in (0, 86400]")
+    if max_upload_mb is not None and not 0 < max_upload_mb <= 100_000:
+        raise UsageError(
+            f"--max_upload_mb {max_upload_mb}: out of range; give megabytes in (0, 100000]"
+        )
+    if max_file_size is not None and not re.fullmatch(
+        r"\d+\s*(b|kb|mb|gb|tb)", max_file_size.strip().lower()
+    ):
+        raise UsageError(f"--max_file_size {max_file_size}: not a size (e.g. 200mb, 1gb)")
+
+
 def list_devices() -> list[str]:
     """``["Auto", "cuda:0 (<name>)", ..., "cpu"]`` (the 4.1 UI's device list)."""
     import torch
@@ -140,6 +166,22 @@ def parse_device(choice: str | None) -> str | None:
     if not re.fullmatch(r"cpu|cuda(:\d+)?|mps", dev):
         raise ServiceError(f"device {choice!r}: use cpu, cuda or cuda:<index>")
     return dev
+
+
+def check_device(device: str | None) -> None:
+    """Refuse a device this machine does not have (ServiceError) instead of failing in torch."""
+    if device is None or device == "cpu":
+        return
+    import torch
+
+    if device.startswith("cuda"):
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        index = int(device.split(":", 1)[1]) if ":" in device else 0
+        if index >= n:
+            have = f"{n} CUDA device(s)" if n else "no CUDA"
+            raise ServiceError(f"device {device}: this machine has {have} (use cpu or Auto)")
+    elif device == "mps" and not torch.backends.mps.is_available():
+        raise ServiceError("device mps: not available on this machine (use cpu or Auto)")
 
 
 def check_fits(model_path: str | os.PathLike, config_path: str | os.PathLike) -> None:
@@ -218,6 +260,7 @@ class VoiceService:
 
         if backend not in ("torch", "onnx"):
             raise ServiceError(f"backend {backend!r}: use torch or onnx")
+        check_device(device)
         diffusion = bool(shallow_diffusion or only_diffusion)
         needed = (
             [(diffusion_model, "diffusion model"), (diffusion_config, "diffusion config")]
@@ -240,7 +283,6 @@ class VoiceService:
         if not only_diffusion:
             check_fits(model_path, config_path)
         with self.lock:
-            self.unload()
             import json
 
             spk = {}
@@ -252,6 +294,8 @@ class VoiceService:
             svc = Svc(model_path, config_path, device, cluster_path, enhance, dm, dc, bool(shallow_diffusion),
                       bool(only_diffusion), feature_retrieval=retrieval, spk_mix_enable=mixable,
                       pretrain_dir=self.pretrain_dir, backend=backend)  # fmt: skip
+            # the new voice is ready: only now drop the old one (a failure above kept it)
+            self.unload()
             self.svc = svc
             self.info = LoadedInfo(str(model_path), str(config_path), cluster_path, str(svc.dev),
                                    svc.nsf_hifigan_enhance, svc.feature_retrieval, dict(svc.spk2id),
@@ -304,7 +348,6 @@ class VoiceService:
     def read_input(self, audio: str | os.PathLike | bytes | np.ndarray) -> np.ndarray:
         """Decode an input (path, uploaded bytes, or a wav already at the model's rate) → float32
         mono at the model's rate, with its length checked."""
-        import io
 
         import soundfile as sf
 
@@ -316,18 +359,15 @@ class VoiceService:
         elif isinstance(audio, (bytes, bytearray)):
             if not audio:
                 raise AudioError("upload: empty file")
-            try:
-                data, file_sr = sf.read(io.BytesIO(audio), dtype="float32", always_2d=True)
-            except Exception:  # noqa: BLE001
-                raise AudioError(
-                    "upload: not a readable audio file (wav, flac, ogg or mp3)"
-                ) from None
-            if data.size == 0:
-                raise AudioError("upload: contains no samples")
-            if not np.isfinite(data).all():
-                raise AudioError("upload: contains NaN or infinite samples")
-            wav = resample(data.mean(axis=1), file_sr, sr)
+            data, file_sr = self._decode_upload(bytes(audio))
+            wav = resample(data, file_sr, sr)
         else:
+            try:
+                info = sf.info(str(audio))
+            except Exception:  # noqa: BLE001 - not for libsndfile: load_audio says why or decodes it
+                info = None
+            if info is not None:
+                self._check_header(info.frames, info.samplerate, info.channels, Path(audio).name)
             wav, _ = load_audio(audio, sr=sr)
         if len(wav) > self.max_seconds * sr:
             raise ServiceError(
@@ -336,6 +376,49 @@ class VoiceService:
         if len(wav) < sr // 10:
             raise ServiceError("input is shorter than 0.1 s")
         return wav
+
+    def _check_header(self, frames: int, samplerate: int, channels: int, where: str) -> None:
+        """Refuse an input by its header (before decoding): too long, odd rate or channel count."""
+        if not MIN_INPUT_RATE <= samplerate <= MAX_INPUT_RATE:
+            raise ServiceError(f"{where}: sample rate {samplerate} Hz is not supported "
+                               f"({MIN_INPUT_RATE}..{MAX_INPUT_RATE})")  # fmt: skip
+        if not 0 < channels <= MAX_INPUT_CHANNELS:
+            raise ServiceError(f"{where}: {channels} channels; at most {MAX_INPUT_CHANNELS}")
+        if frames / samplerate > self.max_seconds:
+            raise ServiceError(f"{where}: input is {frames / samplerate:.0f} s long; the limit is "
+                               f"{self.max_seconds:.0f} s (cut it into parts)")  # fmt: skip
+
+    def _decode_upload(self, audio: bytes) -> tuple[np.ndarray, int]:
+        """Uploaded bytes → (float32 mono ``[L]``, rate), the header checked before decoding and
+        the channels mixed down block by block (memory: the mono signal, not ``[L, C]``)."""
+        import io
+
+        import soundfile as sf
+
+        from common.audio import AudioError
+
+        try:
+            f = sf.SoundFile(io.BytesIO(audio))
+        except Exception:  # noqa: BLE001
+            raise AudioError("upload: not a readable audio file (wav, flac, ogg or mp3)") from None
+        with f:
+            self._check_header(f.frames, f.samplerate, f.channels, "upload")
+            blocks, total = [], 0
+            try:
+                for block in f.blocks(blocksize=1 << 16, dtype="float32", always_2d=True):
+                    mono = block.mean(axis=1)
+                    if not np.isfinite(mono).all():
+                        raise AudioError("upload: contains NaN or infinite samples")
+                    blocks.append(mono)
+                    total += len(mono)
+                    if total > self.max_seconds * f.samplerate:  # a header that understated
+                        self._check_header(total, f.samplerate, f.channels, "upload")
+            except sf.LibsndfileError:
+                raise AudioError("upload: not a readable audio file (corrupt data)") from None
+            file_sr = f.samplerate
+        if total == 0:
+            raise AudioError("upload: contains no samples")
+        return np.concatenate(blocks), int(file_sr)
 
     def convert(self, audio: str | os.PathLike | bytes | np.ndarray, opts: ConvertOptions, clean_name: str,
                 spk_mix_map: dict | None = None, progress: Callable[[int, int], None] | None = None,
