@@ -100,7 +100,9 @@ def check_item(item, frame_rate_hz: float = DECODER_FRAME_RATE) -> dict:
             f"{out['output']}: transpose {item['transpose']!r} is not a number"
         ) from None
     if not abs(out["transpose"]) <= 48:  # NaN, inf, or beyond inference_main.py's -t range
-        raise ItemError(f"{out['output']}: transpose {out['transpose']} is out of range (+-48 semitones)")
+        raise ItemError(
+            f"{out['output']}: transpose {out['transpose']} is out of range (+-48 semitones)"
+        )
     out["target_bank"] = item.get("target_bank")
     out["source_bank"] = item.get("source_bank") or [out["source"]]
     transcript = item.get("transcript")
