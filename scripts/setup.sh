@@ -16,8 +16,13 @@ if [ "${1:-}" = "--dev" ]; then
   command -v espeak-ng >/dev/null || missing+=(espeak-ng)
   if [ ${#missing[@]} -gt 0 ]; then
     SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-    $SUDO apt-get update -q
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q "${missing[@]}"
+    echo "setup: installing ${missing[*]} with ${SUDO:+sudo }apt-get: chromium drives the web UI's" \
+         "browser tests (through playwright), espeak-ng speaks the web UI's text-to-speech input"
+    # Another apt/dpkg (unattended upgrades, a package manager window) may hold the lock: wait for
+    # it, up to 5 minutes, instead of failing after pip has finished.
+    LOCK=(-o DPkg::Lock::Timeout=300)
+    $SUDO apt-get "${LOCK[@]}" update -q
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get "${LOCK[@]}" install -y -q "${missing[@]}"
   fi
 fi
 .venv/bin/python -c "import torch; assert torch.__version__.startswith('2.13.0'), torch.__version__"
