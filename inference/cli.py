@@ -291,6 +291,12 @@ def check_flags(args: argparse.Namespace) -> None:
     if args.f0_predictor.strip().lower() not in F0_PREDICTORS:
         raise UsageError(f"-f0p {args.f0_predictor}: unknown f0 predictor",
                          f"choose one of {', '.join(F0_PREDICTORS)}")  # fmt: skip
+    from modules.f0 import SHIPPED_F0, F0ModelMissing, require_f0_model
+
+    try:  # before the model loads: a missing rmvpe.pt is one line naming this script's way round
+        require_f0_model(args.f0_predictor)
+    except F0ModelMissing as e:
+        raise F0ModelMissing(str(e), f"or pass -f0p {SHIPPED_F0}: it ships with the install") from None
     import soundfile as sf
 
     if args.wav_format.upper() not in sf.available_formats():

@@ -185,6 +185,32 @@ def write_diffusion_features(wav_path: str, wav: np.ndarray, mel_ex, volume, tod
         save_npy(ff.aug_mel_path(wav_path), aug_mel.numpy().astype(np.float32))
 
 
+SHIPPED_ENCODERS = "whisper-ppg-ct2 (English) or whisper-base-ct2 (multilingual)"
+"""Speech encoders whose weights ship with the install (suggested when another one's are missing)."""
+
+
+def require_models(speech_encoder: str, f0_predictor: str) -> None:
+    """Before any work: the speech encoder's and the f0 predictor's files exist, else one line
+    naming the file, where it comes from and this script's way around it."""
+    from modules.f0 import SHIPPED_F0, F0ModelMissing, require_f0_model
+    from vencoder import ENCODERS, MissingCheckpointError, encoder_path
+    from vencoder.base import require_file
+
+    try:
+        require_file(encoder_path(speech_encoder), speech_encoder, ENCODERS[speech_encoder].source)
+    except MissingCheckpointError as e:
+        raise MissingCheckpointError(
+            str(e), f"or use an encoder that ships with the install: run "
+            f"preprocess_flist_config.py --speech_encoder {SHIPPED_ENCODERS}, then this step again"
+        ) from None  # fmt: skip
+    try:
+        require_f0_model(f0_predictor)
+    except F0ModelMissing as e:
+        raise F0ModelMissing(
+            str(e), f"or pass --f0_predictor {SHIPPED_F0}: it ships with the install"
+        ) from None
+
+
 def extract_features(
     in_dir: str = "dataset/44k",
     config_path: str = "configs/config.json",
@@ -211,6 +237,7 @@ def extract_features(
             vocoder_config = json.loads(cfg_file.read_text())
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
+    require_models(speech_encoder, f0_predictor)
     files = sorted(glob.glob(os.path.join(in_dir, "*", "*.wav")))
     if not files:
         raise InputError(f"{in_dir}: no wav files in {in_dir}/<speaker>/", "run resample.py first")

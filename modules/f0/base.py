@@ -12,11 +12,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from common.errors import UserError
 from modules.pitch import interpolate_f0
 
 
-class F0ModelMissing(FileNotFoundError):
-    """A predictor's weight file is not where it is looked for."""
+class F0ModelMissing(UserError, FileNotFoundError):
+    """A predictor's weight file is not where it is looked for (one line: the file, where it comes
+    from; each script adds its own flag that avoids it, e.g. ``--f0_predictor fcpe``)."""
 
 
 def resolve_device(device=None) -> torch.device:

@@ -237,9 +237,9 @@ def load_rmvpe(path: str | Path, device=None) -> E2E0:
     path = Path(path)
     if not path.is_file():
         raise F0ModelMissing(
-            f"RMVPE weights not found at {path}. Put the RMVPE model there: so-vits-svc 4.1 uses "
-            f"the yxlllc RMVPE release 230917 'model.pt' renamed to 'pretrain/rmvpe.pt' (RVC's "
-            f"rmvpe.pt also works). Or choose another predictor (e.g. -f0p crepe / fcpe / pm)."
+            f"{path}: the rmvpe f0 predictor needs this file, which does not exist (so-vits-svc "
+            "4.1's pretrain/rmvpe.pt is the yxlllc RMVPE release 230917 'model.pt' renamed; RVC's "
+            "rmvpe.pt also works; fcpe, crepe, pm, dio and harvest need no download)"
         )
     device = torch.device(device or "cpu")
     key = (str(path.resolve()), path.stat().st_mtime_ns, str(device))
