@@ -174,7 +174,11 @@ def capture(listen: str, folder: Path, wav: str | None, duration: float | None) 
     duplicates = 0
     device = subject = None
     audio = _Audio(wav, folder)
-    audio.start()
+    try:
+        audio.start()
+    except BaseException:
+        sock.close()
+        raise
     if duration is None and audio.data is not None:
         duration = len(audio.data) / audio.sr + 0.5
     print(f"listening on {host}:{port}", flush=True)

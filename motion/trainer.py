@@ -47,6 +47,8 @@ from motion.voice import FPS
 
 logger = logging.getLogger("train_visemes")
 
+DEBUG_SLEEP_ENV = "SOVITS_VISEMES_STEP_SLEEP"  # seconds to sleep per step (lock and kill tests)
+
 
 @dataclass
 class Item:
@@ -325,6 +327,7 @@ def _train(
     t0 = time.time()
     lr = lr0
     bar = tqdm(total=steps, initial=step, desc="visemes", disable=None)
+    sleep = float(os.environ.get(DEBUG_SLEEP_ENV, "0") or 0)
     while step < steps:
         lr = lr0 * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / steps)))
         for g in opt.param_groups:
@@ -337,6 +340,8 @@ def _train(
         torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
         opt.step()
         step += 1
+        if sleep:
+            time.sleep(sleep)
         bar.update(1)
         if step % log_every == 0 or step == steps:
             writer.add_scalar("loss/total", loss.item(), step)
