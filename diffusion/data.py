@@ -27,7 +27,7 @@ import torch
 from torch.utils.data import Dataset
 
 from common import features as ff
-from common.errors import ConfigError, InputError
+from common.errors import ConfigError, InputError, UserError
 
 logger = logging.getLogger(__name__)
 
@@ -111,9 +111,41 @@ class DiffusionDataset(Dataset):
             )
         return self.spk[name]
 
+    def check_widths(self, mel_bins: int, config: str | os.PathLike) -> None:
+        """The first clip's units must have ``data.encoder_out_channels`` channels and its mels
+        ``mel_bins`` (the vocoder's) bins: a one-line error here rather than a shape error in the
+        first step."""
+        item = self._load(0)
+        p, units = self.paths[0], item["units"]
+        want = int(self.args.data.encoder_out_channels)
+        if units.shape[1] != want:
+            raise ConfigError(
+                f"{config}: data.encoder_out_channels is {want} but {ff.soft_path(p)} has "
+                f"{units.shape[1]} channels",
+                "use the config of the encoder these units came from, or re-run "
+                "preprocess_hubert_f0.py --use_diff",
+            )
+        if item["mel"].shape[1] != mel_bins:
+            raise InputError(
+                f"{ff.mel_path(p)}: {item['mel'].shape[1]} mel bins, but the vocoder "
+                f"({self.args.vocoder.ckpt}) makes {mel_bins}",
+                "re-run preprocess_hubert_f0.py --use_diff with this vocoder",
+            )
+
     def _load(self, i: int) -> dict:
         if i in self._cache:
             return self._cache[i]
+        try:
+            return self._read(i)
+        except (ValueError, OSError) as e:
+            if isinstance(e, UserError):
+                raise
+            raise InputError(
+                f"{self.paths[i]}: unreadable diffusion features ({e})",
+                "re-run preprocess_hubert_f0.py --use_diff",
+            ) from None
+
+    def _read(self, i: int) -> dict:
         from common.checkpoint import safe_load
         from training.units import repeat_expand_2d
 

@@ -119,7 +119,7 @@ def _load_vocoder(args, device):
 
 def _resume(model, optimizer, expdir: str):
     """Load the newest checkpoint; returns ``(global_step, train_state or None)``."""
-    from common.checkpoint import strip_module_prefix
+    from common.checkpoint import CheckpointError, strip_module_prefix
 
     steps = checkpoint_steps(expdir)
     if not steps:
@@ -138,8 +138,17 @@ def _resume(model, optimizer, expdir: str):
     if missing or unexpected:
         logger.warning("%s: missing keys %s, unexpected keys %s", path, missing[:8], unexpected[:8])
     if isinstance(ckpt.get("optimizer"), dict) and not bad and not missing:
-        optimizer.load_state_dict(ckpt["optimizer"])
-    step = int(ckpt.get("global_step", 0))
+        try:
+            optimizer.load_state_dict(ckpt["optimizer"])
+        except (ValueError, KeyError, TypeError) as e:
+            logger.warning(
+                "%s: the optimizer state does not fit (%s): AdamW starts afresh", path, e
+            )
+    try:
+        step = int(ckpt.get("global_step", 0))
+    except (TypeError, ValueError):
+        raise CheckpointError(f"{path}: global_step is {ckpt.get('global_step')!r}, not a step "
+                              "number", "delete or replace this checkpoint") from None  # fmt: skip
     logger.info("Resuming from %s (step %d%s)", path, step,
                 ", with optimizer state" if "optimizer" in ckpt else "")  # fmt: skip
     ts = ckpt.get("train_state")
@@ -261,6 +270,8 @@ def _run(opts, args, expdir, d: _Dist, device) -> int:
     val_ds = DiffusionDataset(args.data.validation_files, args, train=False) if rank == 0 else None
     vocoder = _load_vocoder(args, device) if rank == 0 else None
     out_dims = vocoder.dimension if vocoder is not None else 128
+    if rank == 0:
+        train_ds.check_widths(out_dims, opts.config)
 
     torch.manual_seed(seed)
     model = build_unit2mel(args, out_dims).to(device)

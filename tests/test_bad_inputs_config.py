@@ -431,6 +431,24 @@ def test_train_diff_duration_longer_than_every_clip(diff_set, capfd, monkeypatch
     assert not list((diff_set / "logs" / "44k" / "long").glob("model_*.pt"))
 
 
+def test_train_diff_features_that_do_not_fit(diff_set, tmp_path, capfd, monkeypatch):
+    cfg = _diff_variant(diff_set, "wide", data={"encoder_out_channels": 16})
+    rc, _, err = invoke("train_diff", ["-c", cfg, "--device", "cpu", "--max_steps", "1"], diff_set,
+                        capfd, monkeypatch)  # fmt: skip
+    check_one_line(rc, err, 1, "wide.yaml", "data.encoder_out_channels is 16", "8 channels",
+                   kind="units of another encoder width", script="train_diff.py")  # fmt: skip
+    work = tmp_path / "w"
+    for sub in ("dataset", "filelists", "configs", "pretrain"):
+        shutil.copytree(diff_set / sub, work / sub)
+    first = (work / "filelists" / "train.txt").read_text().split()[0]
+    (work / (first + ".aug_vol.npy")).write_bytes(b"\x93NUMPY garbage")
+    rc, _, err = invoke("train_diff", ["-c", "configs/diffusion.yaml", "--device", "cpu",
+                                       "--max_steps", "1"], work, capfd, monkeypatch)  # fmt: skip
+    check_one_line(rc, err, 1, "aug_vol.npy", "preprocess_hubert_f0.py --use_diff",
+                   kind="corrupt feature file", script="train_diff.py")  # fmt: skip
+    assert not list(work.glob("logs/**/model_*.pt"))
+
+
 def test_train_diff_nan_stops_without_nan_checkpoint(diff_set):
     cfg = _diff_variant(diff_set, "nan", lr=1e30, interval_val=1)
     proc = run_script([ROOT / "train_diff.py", "-c", cfg, "--device", "cpu", "--max_steps", "3"],
