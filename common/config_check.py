@@ -29,6 +29,7 @@ HINT = "fix the value, or make the config again with preprocess_flist_config.py"
 INTERPOLATE_MODES = ("left", "nearest", "linear")
 VOCODERS = ("nsf-hifigan", "nsf-snake-hifigan")
 AMP_DTYPES = ("fp32", "fp16", "bf16")
+DIFFUSION_VOCODERS = ("nsf-hifigan", "nsf-hifigan-log10")  # vdecoder.pretrained.VOCODER_TYPES
 DIFFUSION_METHODS = ("ddim", "pndm", "dpm-solver", "dpm-solver++", "unipc")
 
 
@@ -253,6 +254,9 @@ DIFFUSION_RULES: list[Rule] = [
     ("data.training_files", (TRAIN,), "a file path", lambda v: isinstance(v, str) and v != ""),
     ("data.validation_files", (TRAIN,), "a file path", lambda v: isinstance(v, str) and v != ""),
     _flag("model.use_pitch_aug"),
+    ("vocoder.type", (), " or ".join(DIFFUSION_VOCODERS), lambda v: v in DIFFUSION_VOCODERS),
+    ("train.cache_device", (), "'cpu' or 'cuda'",
+     lambda v: isinstance(v, str) and v.startswith(("cpu", "cuda"))),
     ("device", (), "'cpu' or 'cuda'", lambda v: isinstance(v, str) and v.startswith(("cpu", "cuda"))),
     ("env.expdir", (TRAIN,), "a folder path", lambda v: isinstance(v, str) and v.strip() != ""),
     _pos_int("infer.speedup", ()),

@@ -115,6 +115,15 @@ class _Audio:
             import sounddevice as sd
         except (ImportError, OSError):
             sd = None
+        try:
+            self._start(sd)
+        except Exception as e:  # PortAudioError: no device, device busy, rate not supported
+            if sd is None or not isinstance(e, sd.PortAudioError):
+                raise
+            raise InputError(f"audio device: {e}", "check the sound device settings, or pass "
+                             "--wav FILE") from None  # fmt: skip
+
+    def _start(self, sd) -> None:
         if self.wav_path:
             from common.audio import load_audio
 

@@ -139,6 +139,8 @@ DIFF_BAD = [
     ("infer.method", "euler", "dpm-solver"),
     ("infer.speedup", 0, "integer >= 1"),
     ("device", "tpu", "'cpu' or 'cuda'"),
+    ("vocoder.type", "hifigan", "nsf-hifigan or nsf-hifigan-log10"),
+    ("train.cache_device", "gpu", "'cpu' or 'cuda'"),
     ("model.k_step_max", 2000, "larger than model.timesteps"),
     ("model.n_chans", 0, "integer >= 1"),
     ("spk.a", 3, "[0, model.n_spk"),
