@@ -4,7 +4,8 @@
     python train_visemes.py -c configs/visemes.json -m visemes
 
 Checkpoints ``V_<step>.pth`` / ``V_best.pth``, TensorBoard events and ``val_metrics.json`` go to
-``logs/<model>``; training resumes from the newest ``V_<step>.pth`` there. See motion/trainer.py.
+``logs/<model>``; training resumes from the newest ``V_<step>.pth`` there (one run per folder: a
+second one stops with one line). See motion/trainer.py; exit codes as common/cli.py.
 """
 
 from __future__ import annotations
@@ -25,19 +26,13 @@ def main(argv=None) -> int:
     p.add_argument("--device", choices=["cpu", "cuda"], default=None)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    from common.checkpoint import CheckpointError
     from motion.trainer import train
 
-    try:
-        train(args.config, args.model, args.model_dir, args.max_steps, args.device)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    except (FileNotFoundError, ValueError, KeyError, CheckpointError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    train(args.config, args.model, args.model_dir, args.max_steps, args.device)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from common.cli import run_main
+
+    sys.exit(run_main(main))

@@ -28,6 +28,9 @@ ALL = (TRAIN, INFER, FEATURES)
 HINT = "fix the value, or make the config again with preprocess_flist_config.py"
 INTERPOLATE_MODES = ("left", "nearest", "linear")
 VOCODERS = ("nsf-hifigan", "nsf-snake-hifigan")
+AMP_DTYPES = ("fp32", "fp16", "bf16")
+DIFFUSION_VOCODERS = ("nsf-hifigan", "nsf-hifigan-log10")  # vdecoder.pretrained.VOCODER_TYPES
+DIFFUSION_METHODS = ("ddim", "pndm", "dpm-solver", "dpm-solver++", "unipc")
 
 
 def _is_int(v: Any) -> bool:
@@ -79,6 +82,8 @@ CONFIG_RULES: list[Rule] = [
     _flag("train.all_in_mem"),
     _flag("train.vol_aug"),
     ("train.warmup_epochs", (), "an integer >= 0", lambda v: _is_int(v) and v >= 0),
+    ("train.max_frames", (), "an integer >= 0 (0: the reference crop)",
+     lambda v: _is_int(v) and v >= 0),
     # data
     ("data.training_files", (TRAIN,), "a file path", lambda v: isinstance(v, str) and v != ""),
     ("data.validation_files", (TRAIN,), "a file path", lambda v: isinstance(v, str) and v != ""),
@@ -136,17 +141,17 @@ def _fail(path: str | os.PathLike, key: str, problem: str, hint: str = HINT) -> 
     raise ConfigError(f"{path}: {key} {problem}", hint)
 
 
-def _check_rules(cfg: dict, path, rules: list[Rule], purpose: str) -> None:
+def _check_rules(cfg: dict, path, rules: list[Rule], purpose: str, hint: str = HINT) -> None:
     for key, need, what, test in rules:
         present, value = _get(cfg, key)
         if not present:
             if purpose in need:
-                _fail(path, key, f"is missing; it must be {what}")
+                _fail(path, key, f"is missing; it must be {what}", hint)
             continue
         if value is None and purpose not in need and key != "data.mel_fmax":
             continue  # an explicit null for an optional key means "default"
         if not test(value):
-            _fail(path, key, f"is {value!r}; it must be {what}")
+            _fail(path, key, f"is {value!r}; it must be {what}", hint)
 
 
 def validate_config(
@@ -183,6 +188,12 @@ def validate_config(
     if purpose == TRAIN and cfg["train"]["segment_size"] % data["hop_length"]:
         _fail(path, "train.segment_size", f"({cfg['train']['segment_size']}) must be a multiple "
               f"of data.hop_length ({data['hop_length']})")  # fmt: skip
+    max_frames = cfg["train"].get("max_frames") if purpose == TRAIN else None
+    if max_frames and max_frames * data["hop_length"] < cfg["train"]["segment_size"]:
+        _fail(path, "train.max_frames", f"({max_frames}) is shorter than one training segment "
+              f"(train.segment_size / data.hop_length = "
+              f"{cfg['train']['segment_size'] // data['hop_length']} frames)",
+              "raise it, or remove it for the reference crop")  # fmt: skip
     encoder = model.get("speech_encoder")
     if encoder is not None:
         _check_encoder(path, "model.speech_encoder", encoder)
@@ -240,6 +251,28 @@ DIFFUSION_RULES: list[Rule] = [
     _pos_int("train.batch_size", (TRAIN,)),
     _num("train.lr", (TRAIN,), "a number > 0", lambda v: v > 0),
     _pos_int("train.epochs", (TRAIN,)),
+    ("data.training_files", (TRAIN,), "a file path", lambda v: isinstance(v, str) and v != ""),
+    ("data.validation_files", (TRAIN,), "a file path", lambda v: isinstance(v, str) and v != ""),
+    _flag("model.use_pitch_aug"),
+    ("vocoder.type", (), " or ".join(DIFFUSION_VOCODERS), lambda v: v in DIFFUSION_VOCODERS),
+    ("train.cache_device", (), "'cpu' or 'cuda'",
+     lambda v: isinstance(v, str) and v.startswith(("cpu", "cuda"))),
+    ("device", (), "'cpu' or 'cuda'", lambda v: isinstance(v, str) and v.startswith(("cpu", "cuda"))),
+    ("env.expdir", (TRAIN,), "a folder path", lambda v: isinstance(v, str) and v.strip() != ""),
+    _pos_int("infer.speedup", ()),
+    ("infer.method", (), " or ".join(DIFFUSION_METHODS), lambda v: v in DIFFUSION_METHODS),
+    _pos_int("train.interval_log", (TRAIN,)),
+    _pos_int("train.interval_val", (TRAIN,)),
+    _pos_int("train.interval_force_save", (TRAIN,)),
+    _pos_int("train.decay_step", (TRAIN,)),
+    _num("train.gamma", (TRAIN,), "a number in (0, 1]", lambda v: 0 < v <= 1),
+    _num("train.weight_decay", (), "a number >= 0", lambda v: v >= 0),
+    ("train.amp_dtype", (), " or ".join(AMP_DTYPES), lambda v: v in AMP_DTYPES),
+    ("train.num_workers", (), "an integer >= 0", lambda v: _is_int(v) and v >= 0),
+    ("train.seed", (), "an integer", _is_int),
+    _flag("train.save_opt"),
+    _flag("train.cache_all_data"),
+    _flag("train.cache_fp16"),
 ]  # fmt: skip
 
 
@@ -261,6 +294,12 @@ def validate_diffusion_config(
     if purpose != FEATURES and model["k_step_max"] > model["timesteps"]:
         _fail(path, "model.k_step_max", f"({model['k_step_max']}) is larger than model.timesteps "
               f"({model['timesteps']})")  # fmt: skip
+    if int(data["duration"] * data["sampling_rate"] / data["block_size"]) < 1:
+        _fail(path, "data.duration", f"({data['duration']} s) is shorter than one frame "
+              f"(data.block_size / data.sampling_rate = "
+              f"{data['block_size'] / data['sampling_rate']:.4f} s)")  # fmt: skip
+    if purpose == TRAIN:
+        _check_diffusion_spk(cfg, path)
     if config is not None:
         sv_model, sv_data = config.get("model", {}), config.get("data", {})
         pairs = [("data.encoder", data["encoder"], "model.speech_encoder",
@@ -275,6 +314,20 @@ def validate_diffusion_config(
                 _fail(path, key, f"is {mine!r} but {other_key} in config.json is {other!r}; "
                       "they must agree")  # fmt: skip
     return cfg
+
+
+def _check_diffusion_spk(cfg: dict, path) -> None:
+    """With ``model.n_spk > 1`` every ``spk`` id must be an embedding row (an integer below it)."""
+    n = cfg["model"].get("n_spk") or 1
+    spk = cfg.get("spk")
+    if n <= 1:
+        return
+    if not isinstance(spk, dict) or not spk:
+        _fail(path, "spk", f"must be a non-empty map of speaker name to id when model.n_spk is {n}")
+    for name, sid in spk.items():
+        if not _is_int(sid) or not 0 <= sid < n:
+            _fail(path, f"spk.{name}", f"is {sid!r}; a speaker id must be an integer in "
+                  f"[0, model.n_spk = {n})", "raise model.n_spk or fix the id")  # fmt: skip
 
 
 def load_diffusion_config(
@@ -292,3 +345,48 @@ def load_diffusion_config(
     except (yaml.YAMLError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})", HINT) from None
     return validate_diffusion_config(cfg, path, purpose, config)
+
+
+VISEMES_RULES: list[Rule] = [
+    ("data.training_files", (TRAIN,), "a file path", lambda v: isinstance(v, str) and v != ""),
+    ("data.validation_files", (), "a file path", lambda v: isinstance(v, str)),
+    _pos_int("model.hidden", ()),
+    _pos_int("model.n_blocks", ()),
+    ("model.kernel_size", (), "an odd integer >= 1", lambda v: _is_int(v) and v >= 1 and v % 2),
+    _num("model.dropout", (), "a number in [0, 1)", lambda v: 0 <= v < 1),
+    _num("train.learning_rate", (), "a number > 0", lambda v: v > 0),
+    _pos_int("train.batch_size", ()),
+    _pos_int("train.segment_frames", ()),
+    _pos_int("train.max_steps", ()),
+    _pos_int("train.log_interval", ()),
+    _pos_int("train.eval_interval", ()),
+    ("train.keep_ckpts", (), "an integer >= 0 (0 keeps all)", lambda v: _is_int(v) and v >= 0),
+    _num("train.velocity_weight", (), "a number >= 0", lambda v: v >= 0),
+    ("train.seed", (), "an integer", _is_int),
+    _flag("train.rotations"),
+    _flag("train.eye_look"),
+]  # fmt: skip
+VISEMES_HINT = "fix the value, or make the config again with motion/prepare_visemes.py"
+
+
+def load_visemes_config(path: str | os.PathLike) -> dict:
+    """Read and check ``configs/visemes.json`` (train_visemes.py): one-line :class:`ConfigError`."""
+    import json
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            cfg = json.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: visemes config not found",
+                          "run motion/prepare_visemes.py, or give the path with -c") from None  # fmt: skip
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: not valid JSON ({e})", VISEMES_HINT) from None
+    if not isinstance(cfg, dict):
+        raise ConfigError(f"{path}: a visemes config must be a JSON object", VISEMES_HINT)
+    for section in ("data", "model", "train"):
+        if not isinstance(cfg.setdefault(section, {}), dict):
+            _fail(path, section, "must be a JSON object", VISEMES_HINT)
+    _check_rules(cfg, path, VISEMES_RULES, TRAIN, VISEMES_HINT)
+    for section in ("model", "train"):  # an explicit null means the default
+        cfg[section] = {k: v for k, v in cfg[section].items() if v is not None}
+    return cfg

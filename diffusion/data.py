@@ -27,13 +27,14 @@ import torch
 from torch.utils.data import Dataset
 
 from common import features as ff
+from common.errors import ConfigError, InputError, UserError
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["DiffusionDataset", "MissingFeatures", "collate"]
 
 
-class MissingFeatures(FileNotFoundError):
+class MissingFeatures(InputError, FileNotFoundError):
     """A feature file that train_diff.py needs is missing (message says what to run)."""
 
 
@@ -47,7 +48,8 @@ def _need(path: str) -> str:
 
 
 class DiffusionDataset(Dataset):
-    def __init__(self, filelist: str | os.PathLike, args, train: bool = True, seed: int = 1234):
+    def __init__(self, filelist: str | os.PathLike, args, train: bool = True, seed: int = 1234,
+                 config: str | os.PathLike = "diffusion config"):  # fmt: skip
         self.args = args
         self.train = train
         self.seed = int(seed)
@@ -61,17 +63,21 @@ class DiffusionDataset(Dataset):
         self.fp16 = bool(args.train.get("cache_fp16", False))
         self.cache_all = bool(args.train.get("cache_all_data", True))
         if not os.path.isfile(filelist):
-            raise FileNotFoundError(
-                f"{filelist}: file list not found; run preprocess_flist_config.py first"
+            raise InputError(
+                f"{filelist}: file list not found", "run preprocess_flist_config.py first"
             )
         paths = [ln.strip() for ln in Path(filelist).read_text(encoding="utf-8").splitlines()]
         paths = [p for p in paths if p]
-        self.paths, short = [], []
+        if not paths:
+            raise InputError(f"{filelist}: no files listed", "run preprocess_flist_config.py")
+        self.paths, short, longest = [], [], 0.0
         for p in paths:
+            self.speaker_id(p)  # a speaker missing from the spk map fails here, not mid-epoch
             for f in (ff.mel_path(p), ff.aug_mel_path(p), ff.aug_keyshift_path(p), ff.vol_path(p),
                       ff.aug_vol_path(p), ff.f0_path(p), ff.soft_path(p)):  # fmt: skip
                 _need(f)
-            n_frames = np.load(ff.mel_path(p), mmap_mode="r", allow_pickle=False).shape[0]
+            n_frames = _frames(ff.mel_path(p))
+            longest = max(longest, n_frames * self.hop / self.sr)
             if train and n_frames * self.hop / self.sr < self.duration + 0.1:
                 short.append(p)
                 continue
@@ -82,9 +88,11 @@ class DiffusionDataset(Dataset):
                 len(short), self.duration + 0.1, ", ".join(short[:5]), " …" if len(short) > 5 else "",
             )  # fmt: skip
         if not self.paths:
-            raise ValueError(
-                f"{filelist}: no usable clip (all shorter than data.duration + 0.1 s = "
-                f"{self.duration + 0.1:.2f} s); lower data.duration in the diffusion config"
+            raise ConfigError(
+                f"{config}: data.duration is "
+                f"{self.duration} s, but every clip of {filelist} is shorter than data.duration "
+                f"+ 0.1 s = {self.duration + 0.1:.2f} s (the longest is {longest:.2f} s)",
+                "lower data.duration",
             )
         self._cache: dict[int, dict] = {}
 
@@ -96,15 +104,48 @@ class DiffusionDataset(Dataset):
             return 0
         name = Path(path).parent.name
         if name not in self.spk:
-            raise ValueError(
+            raise InputError(
                 f"{path}: speaker folder {name!r} is not in the diffusion config's spk map "
-                f"({', '.join(self.spk)}); re-run preprocess_flist_config.py"
+                f"({', '.join(self.spk)})",
+                "re-run preprocess_flist_config.py",
             )
         return self.spk[name]
+
+    def check_widths(self, mel_bins: int, config: str | os.PathLike) -> None:
+        """The first clip's units must have ``data.encoder_out_channels`` channels and its mels
+        ``mel_bins`` (the vocoder's) bins: a one-line error here rather than a shape error in the
+        first step."""
+        item = self._load(0)
+        p, units = self.paths[0], item["units"]
+        want = int(self.args.data.encoder_out_channels)
+        if units.shape[1] != want:
+            raise ConfigError(
+                f"{config}: data.encoder_out_channels is {want} but {ff.soft_path(p)} has "
+                f"{units.shape[1]} channels",
+                "use the config of the encoder these units came from, or re-run "
+                "preprocess_hubert_f0.py --use_diff",
+            )
+        if item["mel"].shape[1] != mel_bins:
+            raise InputError(
+                f"{ff.mel_path(p)}: {item['mel'].shape[1]} mel bins, but the vocoder "
+                f"({self.args.vocoder.ckpt}) makes {mel_bins}",
+                "re-run preprocess_hubert_f0.py --use_diff with this vocoder",
+            )
 
     def _load(self, i: int) -> dict:
         if i in self._cache:
             return self._cache[i]
+        try:
+            return self._read(i)
+        except (ValueError, OSError) as e:
+            if isinstance(e, UserError):
+                raise
+            raise InputError(
+                f"{self.paths[i]}: unreadable diffusion features ({e})",
+                "re-run preprocess_hubert_f0.py --use_diff",
+            ) from None
+
+    def _read(self, i: int) -> dict:
         from common.checkpoint import safe_load
         from training.units import repeat_expand_2d
 
@@ -114,7 +155,8 @@ class DiffusionDataset(Dataset):
         f0 = ff.load_f0(ff.f0_path(p))[0]
         units = safe_load(ff.soft_path(p))
         if not torch.is_tensor(units) or units.dim() != 3:
-            raise ValueError(f"{ff.soft_path(p)}: expected a [1, C, T] tensor")
+            raise InputError(f"{ff.soft_path(p)}: expected a [1, C, T] tensor",
+                             "re-run preprocess_hubert_f0.py --use_diff")  # fmt: skip
         units = repeat_expand_2d(units[0].float(), n, self.mode).T.contiguous()
         item = {
             "mel": torch.from_numpy(mel),
@@ -130,7 +172,7 @@ class DiffusionDataset(Dataset):
         lengths = {k: item[k].shape[0] for k in ("aug_mel", "f0", "vol", "aug_vol")}
         bad = {k: v for k, v in lengths.items() if v < n}
         if bad:
-            raise ValueError(f"{p}: feature lengths {bad} are shorter than the mel ({n} frames); "
+            raise InputError(f"{p}: feature lengths {bad} are shorter than the mel ({n} frames)",
                              "re-run preprocess_hubert_f0.py --use_diff")  # fmt: skip
         if self.cache_all:
             self._cache[i] = item
@@ -158,6 +200,20 @@ class DiffusionDataset(Dataset):
             "spk_id": torch.LongTensor([item["spk_id"]]),
             "aug_shift": torch.FloatTensor([[shift]]), "name": item["name"],
         }  # fmt: skip
+
+
+def _frames(path: str) -> int:
+    """Rows of a ``[T, n_mels]`` mel file (memory-mapped); an unreadable one is an InputError."""
+    try:
+        mel = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise InputError(
+            f"{path}: unreadable ({e})", "re-run preprocess_hubert_f0.py --use_diff"
+        ) from None
+    if mel.ndim != 2:
+        raise InputError(f"{path}: expected a [T, n_mels] mel, got shape {list(mel.shape)}",
+                         "re-run preprocess_hubert_f0.py --use_diff")  # fmt: skip
+    return int(mel.shape[0])
 
 
 def collate(items: list[dict]) -> dict:

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import os
 import re
 import time
@@ -35,7 +34,8 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, Sampler
 
 from common.atomic import torch_save, write_text
-from common.errors import UserError
+from common.divergence import check_loss, check_weights
+from common.errors import UsageError
 from diffusion.data import DiffusionDataset, collate
 from diffusion.unit2mel import build_unit2mel, load_config, load_state
 from training.trainer import ResumableDistributedSampler, _Dist, setup_logging, unwrap
@@ -101,7 +101,7 @@ def _pick_device(opts: DiffTrainOptions, args, d: _Dist) -> torch.device:
         torch.cuda.set_device(d.local_rank % n)
         return torch.device("cuda", d.local_rank % n)
     if opts.device and opts.device.startswith("cuda"):
-        raise RuntimeError("--device cuda was asked for but CUDA is not available")
+        raise UsageError("--device cuda: CUDA is not available here", "use --device cpu")
     return torch.device("cpu")
 
 
@@ -119,7 +119,7 @@ def _load_vocoder(args, device):
 
 def _resume(model, optimizer, expdir: str):
     """Load the newest checkpoint; returns ``(global_step, train_state or None)``."""
-    from common.checkpoint import strip_module_prefix
+    from common.checkpoint import CheckpointError, strip_module_prefix
 
     steps = checkpoint_steps(expdir)
     if not steps:
@@ -138,16 +138,34 @@ def _resume(model, optimizer, expdir: str):
     if missing or unexpected:
         logger.warning("%s: missing keys %s, unexpected keys %s", path, missing[:8], unexpected[:8])
     if isinstance(ckpt.get("optimizer"), dict) and not bad and not missing:
-        optimizer.load_state_dict(ckpt["optimizer"])
-    step = int(ckpt.get("global_step", 0))
+        try:
+            optimizer.load_state_dict(ckpt["optimizer"])
+        except (ValueError, KeyError, TypeError) as e:
+            logger.warning(
+                "%s: the optimizer state does not fit (%s): AdamW starts afresh", path, e
+            )
+    try:
+        step = int(ckpt.get("global_step", 0))
+    except (TypeError, ValueError):
+        raise CheckpointError(f"{path}: global_step is {ckpt.get('global_step')!r}, not a step "
+                              "number", "delete or replace this checkpoint") from None  # fmt: skip
     logger.info("Resuming from %s (step %d%s)", path, step,
                 ", with optimizer state" if "optimizer" in ckpt else "")  # fmt: skip
     ts = ckpt.get("train_state")
     return step, ts if isinstance(ts, dict) else None
 
 
-def save_checkpoint(model, optimizer, scaler, args, step, epoch, batch_in_epoch, world_size):
+def diverged_hint(args) -> str:
+    amp = str(args.train.get("amp_dtype", "fp32") or "fp32") != "fp32"
+    return "lower train.lr" + (", or set train.amp_dtype to fp32" if amp else "")
+
+
+def save_checkpoint(model, optimizer, scaler, args, step, epoch, batch_in_epoch, world_size,
+                    config="diffusion.yaml"):  # fmt: skip
+    """Write ``model_<step>.pt`` atomically; a model with NaN/inf weights is refused
+    (:class:`~common.divergence.TrainingDiverged`) so no such checkpoint is ever written."""
     t = args.train
+    check_weights([unwrap(model)], config, step, diverged_hint(args))
     state = {"global_step": int(step), "model": unwrap(model).state_dict()}
     if t.get("save_opt", False):
         state["optimizer"] = optimizer.state_dict()
@@ -204,6 +222,10 @@ def validate(model, vocoder, loader, writer, args, step: int, device) -> float:
 def run(opts: DiffTrainOptions) -> int:
     """Train until ``train.epochs`` (or ``--max_steps``). Returns the last global step."""
     d = _Dist()
+    if opts.max_steps is not None and opts.max_steps < 1:
+        raise UsageError(f"--max_steps {opts.max_steps}: must be >= 1")
+    if opts.num_workers is not None and opts.num_workers < 0:
+        raise UsageError(f"--num_workers {opts.num_workers}: must be >= 0")
     args = load_config(opts.config, purpose="train")
     expdir = str(args.env.expdir)
     if d.rank == 0:
@@ -215,7 +237,13 @@ def run(opts: DiffTrainOptions) -> int:
         dist.init_process_group(backend=backend, init_method="env://",
                                 world_size=d.world_size, rank=d.rank)  # fmt: skip
     try:
-        return _run(opts, args, expdir, d, device)
+        if d.rank != 0:
+            return _run(opts, args, expdir, d, device)
+        from common.locking import folder_lock
+
+        # one run per expdir (as train.py): a second one stops with one line
+        with folder_lock(expdir, "train_diff", wait=False, own_file=True):
+            return _run(opts, args, expdir, d, device)
     finally:
         if d.enabled and dist.is_initialized():
             dist.destroy_process_group()
@@ -237,10 +265,13 @@ def _run(opts, args, expdir, d: _Dist, device) -> int:
         logger.warning("Training on the CPU (%d threads): this works but is slow; use a CUDA GPU "
                        "for real training.", torch.get_num_threads())  # fmt: skip
 
-    train_ds = DiffusionDataset(args.data.training_files, args, train=True, seed=seed)
+    train_ds = DiffusionDataset(args.data.training_files, args, train=True, seed=seed,
+                                config=opts.config)  # fmt: skip
     val_ds = DiffusionDataset(args.data.validation_files, args, train=False) if rank == 0 else None
     vocoder = _load_vocoder(args, device) if rank == 0 else None
     out_dims = vocoder.dimension if vocoder is not None else 128
+    if rank == 0:
+        train_ds.check_widths(out_dims, opts.config)
 
     torch.manual_seed(seed)
     model = build_unit2mel(args, out_dims).to(device)
@@ -311,11 +342,7 @@ def _run(opts, args, expdir, d: _Dist, device) -> int:
                     loss = model(b["units"], b["f0"], b["volume"], b["spk_id"], b["aug_shift"],
                                  gt_spec=b["mel"].float(), infer=False, generator=gen)  # fmt: skip
                 loss_value = loss.item()
-                if not math.isfinite(loss_value):
-                    raise UserError(
-                        f"{opts.config}: the loss is {loss_value} at step {global_step}",
-                        "lower train.lr or use amp_dtype fp32",
-                    )
+                check_loss(loss_value, opts.config, global_step, diverged_hint(args))
                 optimizer.zero_grad()
                 scaler.scale(loss).backward()
                 scaler.step(optimizer)
@@ -336,7 +363,7 @@ def _run(opts, args, expdir, d: _Dist, device) -> int:
                     writer.add_scalar("train/lr", lr, global_step)
                 if rank == 0 and global_step % interval_val == 0:
                     save_checkpoint(model, optimizer, scaler, args, global_step, epoch,
-                                    batch_in_epoch, d.world_size)  # fmt: skip
+                                    batch_in_epoch, d.world_size, opts.config)  # fmt: skip
                     last_val = global_step - interval_val
                     if last_val % force_save != 0 and os.path.exists(
                         old := os.path.join(expdir, f"model_{last_val}.pt")
@@ -354,7 +381,7 @@ def _run(opts, args, expdir, d: _Dist, device) -> int:
             break
         if rank == 0 and global_step != last_saved:
             save_checkpoint(model, optimizer, scaler, args, global_step, epoch, batch_in_epoch,
-                            d.world_size)  # fmt: skip
+                            d.world_size, opts.config)  # fmt: skip
         if d.enabled:
             dist.barrier()
         logger.info("Training stopped at step %d", global_step)

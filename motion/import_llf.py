@@ -133,13 +133,21 @@ def read_llf_csv(path: str | Path, fps: float = 60.0) -> tuple[np.ndarray, np.nd
     return np.stack(values)[order], secs_a[order], info
 
 
-def import_take(csv_path, audio_path, out, fps: float = 60.0, offset_ms: float = 0.0) -> Take:
-    """Write a take folder from an app export; returns the take."""
+def import_take(csv_path, audio_path, out, fps: float = 60.0, offset_ms: float = 0.0,
+                replace: bool = False) -> Take:  # fmt: skip
+    """Write a take folder from an app export; returns the take. An existing take in ``out`` is
+    an :class:`InputError` unless ``replace``; it is then replaced once both inputs have been
+    read (its ``take.json`` goes first, so a crash leaves an unfinished take, never a mix)."""
     from common.audio import load_audio
 
     check_offset_ms(offset_ms)
+    done = Path(out) / "take.json"
+    if done.exists() and not replace:
+        raise InputError(f"{out}: a take is already there", "choose another folder")
     values, secs, info = read_llf_csv(csv_path, fps)
     audio, sr = load_audio(audio_path)
+    if done.exists():
+        done.unlink()
     frames, subs = info.pop("frames"), info.pop("sub_frames")
     rate = np.tile(np.array([round(fps * 1000), 1000], np.int32), (len(values), 1))
     if float(fps).is_integer():
@@ -169,17 +177,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fps", type=float, default=60.0, help="timecode frame rate (FF field)")
     p.add_argument("--offset_ms", type=float, default=0.0,
                    help="face time of row 0 relative to audio sample 0")  # fmt: skip
+    p.add_argument("--overwrite", action="store_true", help="replace a take already in --out")
     args = p.parse_args(argv)
     check_fps(args.fps)
     check_offset_ms(args.offset_ms)
-    from common.audio import AudioError
-
     out = Path(args.out or f"takes/{Path(args.csv).stem}")
-    try:
-        take = import_take(args.csv, args.audio, out, args.fps, args.offset_ms)
-    except (LLFImportError, AudioError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    if (out / "take.json").exists():
+        if not args.overwrite:
+            raise UsageError(f"{out}: a take is already there",
+                             "pass --overwrite to replace it, or choose another --out")  # fmt: skip
+    take = import_take(args.csv, args.audio, out, args.fps, args.offset_ms, replace=args.overwrite)
     print(f"saved take {out}")
     print(json.dumps(take.meta["summary"], indent=2))
     return 0

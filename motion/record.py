@@ -41,6 +41,7 @@ import numpy as np
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from common.errors import InputError, UsageError  # noqa: E402
 from motion.channels import N_BLENDSHAPES, N_VALUES  # noqa: E402
 from motion.livelink import PacketCounter  # noqa: E402
 from motion.take import Take, save_take  # noqa: E402
@@ -158,6 +159,15 @@ class _Audio:
             import sounddevice as sd
         except (ImportError, OSError):
             sd = None
+        try:
+            self._start(sd)
+        except Exception as e:  # PortAudioError: no device, device busy, rate not supported
+            if sd is None or not isinstance(e, sd.PortAudioError):
+                raise
+            raise InputError(f"audio device: {e}", "check the sound device settings, or pass "
+                             "--wav FILE") from None  # fmt: skip
+
+    def _start(self, sd) -> None:
         if self.wav_path:
             from common.audio import load_audio
 
@@ -171,8 +181,9 @@ class _Audio:
                 self.note = "not played (no sounddevice): timed from 'audio start'"
             return
         if sd is None:
-            raise RuntimeError(
-                "no audio input: install sounddevice (pip install sounddevice) or pass --wav FILE"
+            raise InputError(
+                "no audio input: sounddevice is not installed",
+                "pip install sounddevice, or pass --wav FILE",
             )
 
         def callback(indata, frames, t, status):  # PortAudio thread
@@ -204,7 +215,12 @@ def capture(listen: str, folder: Path, wav: str | None, duration: float | None) 
     host, port = parse_hostport(listen)
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
-    sock.bind((host, port))
+    try:
+        sock.bind((host, port))
+    except OSError as e:
+        sock.close()
+        raise InputError(f"--listen {listen}: cannot listen there ({e.strerror or e})",
+                         "is another recorder using the port? choose another one") from None  # fmt: skip
     sock.settimeout(0.05)
     counter = PacketCounter()
     rows: dict[int, tuple] = {}  # unwrapped frame number → (arrival, sub_frame, num, den, values)
@@ -213,7 +229,11 @@ def capture(listen: str, folder: Path, wav: str | None, duration: float | None) 
     others: dict[str, int] = {}  # "device/subject" → packets ignored
     unwrap = FrameUnwrapper()
     audio = _Audio(wav, folder)
-    audio.start()
+    try:
+        audio.start()
+    except BaseException:
+        sock.close()
+        raise
     if duration is None and audio.data is not None:
         duration = len(audio.data) / audio.sr + 0.5
     print(f"listening on {host}:{port}", flush=True)
@@ -296,6 +316,9 @@ def _save(
     )  # fmt: skip
     if audio_data is None or len(audio_data) == 0:
         audio_data, audio.sr = np.zeros(1, np.float32), SR
+    # an old take here (main() refuses one without --overwrite) becomes unfinished first, so a
+    # crash while writing never leaves its take.json over the new arrays
+    (Path(folder) / "take.json").unlink(missing_ok=True)
     save_take(folder, take, audio_data, audio.sr)
     return summary
 
@@ -322,18 +345,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=None, help="take folder (default records/<date-time>)")
     p.add_argument("--duration", type=float, default=None,
                    help="stop after this many seconds (default: end of --wav, else Ctrl-C)")  # fmt: skip
+    p.add_argument("--overwrite", action="store_true", help="replace a take already in --out")
     args = p.parse_args(argv)
     check_args(args)
     stamp = _dt.datetime.now().strftime("%Y-%m-%d-%H-%M-%S")
     folder = Path(args.out or f"records/{stamp}")
-    if (folder / "take.json").exists():
-        print(f"error: {folder}: a take is already there; choose another --out", file=sys.stderr)
-        return 2
-    try:
-        summary = capture(args.listen, folder, args.wav, args.duration)
-    except (OSError, ValueError, RuntimeError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    if (folder / "take.json").exists() and not args.overwrite:
+        raise UsageError(f"{folder}: a take is already there",
+                         "pass --overwrite to replace it, or choose another --out")  # fmt: skip
+    summary = capture(args.listen, folder, args.wav, args.duration)
     print(f"saved take {folder}")
     print(json.dumps(summary, indent=2))
     if summary["frames"] == 0:

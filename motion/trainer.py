@@ -37,13 +37,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common.atomic import torch_save, write_text
+from common.atomic import remove_stale_temporaries, torch_save, write_text
+from common.divergence import check_loss, check_weights
+from common.errors import InputError, UsageError
 from motion.channels import JAW_OPEN, NAMES, default_weights
 from motion.metrics import evaluate, fit_loudness_baseline, mean_metrics
 from motion.model import build
 from motion.voice import FPS
 
 logger = logging.getLogger("train_visemes")
+
+DEBUG_SLEEP_ENV = "SOVITS_VISEMES_STEP_SLEEP"  # seconds to sleep per step (lock and kill tests)
 
 
 @dataclass
@@ -58,7 +62,7 @@ class Item:
 def load_items(list_path: str | os.PathLike) -> list[Item]:
     path = Path(list_path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: file list not found (run motion/prepare_visemes.py)")
+        raise InputError(f"{path}: file list not found", "run motion/prepare_visemes.py")
     items = []
     for line in path.read_text(encoding="utf-8").splitlines():
         prefix = line.strip()
@@ -68,8 +72,24 @@ def load_items(list_path: str | os.PathLike) -> list[Item]:
             arrays = [np.load(f"{prefix}{s}", allow_pickle=False)
                       for s in (".z.npy", ".bs.npy", ".mask.npy", ".loud.npy")]  # fmt: skip
         except (OSError, ValueError) as e:
-            raise ValueError(f"{prefix}: prepared take unreadable ({e}); re-run prepare") from None
+            raise InputError(f"{prefix}: prepared take unreadable ({e})",
+                             "run motion/prepare_visemes.py again") from None  # fmt: skip
         z, bs, mask, loud = arrays
+        if (
+            z.ndim != 2
+            or bs.ndim != 2
+            or bs.shape[1] != len(NAMES)
+            or mask.ndim != 1
+            or loud.ndim != 1
+        ):
+            raise InputError(f"{prefix}: prepared take has the wrong shapes (z {list(z.shape)}, "
+                             f"bs {list(bs.shape)}, mask {list(mask.shape)}, loud {list(loud.shape)}; "
+                             f"expected [C, T], [T, {len(NAMES)}], [T], [T])",
+                             "run motion/prepare_visemes.py again")  # fmt: skip
+        if items and z.shape[0] != items[0].z.shape[0]:
+            raise InputError(f"{prefix}: prepared with {z.shape[0]} z channels, but "
+                             f"{items[0].name} with {items[0].z.shape[0]}; all takes must come "
+                             "from one voice model", "run motion/prepare_visemes.py again")  # fmt: skip
         t = min(z.shape[1], len(bs), len(mask), len(loud))
         items.append(Item(Path(prefix).name, z[:, :t].astype(np.float32), bs[:t].astype(np.float32),
                           mask[:t].astype(bool), loud[:t].astype(np.float32)))  # fmt: skip
@@ -184,26 +204,75 @@ def validate(net, items: list[Item], stats: dict, device) -> tuple[dict, list[di
     return mean_metrics(per_take), per_take, preds
 
 
+DIVERGED_HINT = "lower train.learning_rate"
+
+
 def train(config_path: str, model: str, model_dir: str | None = None, max_steps: int | None = None,
           device: str | None = None) -> dict:  # fmt: skip
-    """Train (or resume); returns the last validation summary (empty without held-out takes)."""
+    """Train (or resume); returns the last validation summary (empty without held-out takes).
+
+    The config is checked first (:func:`common.config_check.load_visemes_config`); one run per
+    output folder (a second one stops with :class:`common.locking.FolderBusy`)."""
+    from common.config_check import load_visemes_config
+    from common.locking import folder_lock
+
+    if max_steps is not None and max_steps < 1:
+        raise UsageError(f"--max_steps {max_steps}: must be >= 1")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda: CUDA is not available here", "use --device cpu")
+    cfg = load_visemes_config(config_path)
+    out = Path(model_dir or os.path.join("logs", model))
+    with folder_lock(out, "train_visemes", wait=False, own_file=True):
+        for pattern in (".V_*.tmp", ".val_metrics.json.*.tmp"):  # interrupted atomic writes
+            remove_stale_temporaries(out, pattern)
+        return _train(cfg, config_path, out, max_steps, device)
+
+
+def _check_fits(net: torch.nn.Module, state, path: str, config_path: str) -> None:
+    """A resumed ``V_<step>.pth`` must have this config's keys and shapes (one-line error)."""
+    from common.checkpoint import CheckpointError
+
+    own = net.state_dict()
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: not a visemes checkpoint (no 'model' entry)")
+    missing = [k for k in own if k not in state]
+    wrong = [f"{k} {list(state[k].shape)} vs {list(own[k].shape)}" for k in own
+             if k in state and tuple(getattr(state[k], "shape", ())) != tuple(own[k].shape)]  # fmt: skip
+    extra = [k for k in state if k not in own]
+    if missing or wrong or extra:
+        what = "; ".join(f"{label}: {', '.join(v[:3])}" for label, v in
+                         (("missing", missing), ("other shapes", wrong), ("unexpected", extra)) if v)  # fmt: skip
+        raise CheckpointError(
+            f"{path}: does not fit {config_path} (model section or takes changed; {what})",
+            "train into another folder (-m / --model_dir), or use the config and takes it was "
+            "trained with",
+        )
+
+
+def _train(
+    cfg: dict, config_path: str, out: Path, max_steps: int | None, device: str | None
+) -> dict:
     from torch.utils.tensorboard import SummaryWriter
 
-    from common.checkpoint import safe_load
+    from common.checkpoint import CheckpointError, safe_load
 
-    with open(config_path, encoding="utf-8") as f:
-        cfg = json.load(f)
-    data, mcfg, tcfg = cfg.get("data", {}), cfg.get("model", {}), cfg.get("train", {})
-    out = Path(model_dir or os.path.join("logs", model))
-    out.mkdir(parents=True, exist_ok=True)
-    for stale in out.glob(".V_*.tmp"):  # an interrupted atomic write
-        stale.unlink()
+    data, mcfg, tcfg = cfg["data"], cfg["model"], cfg["train"]
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     train_items = load_items(data["training_files"])
     val_path = data.get("validation_files")
     val_items = load_items(val_path) if val_path and Path(val_path).is_file() else []
     if not train_items:
-        raise ValueError(f"{data['training_files']}: no training takes")
+        raise InputError(f"{data['training_files']}: no training takes listed",
+                         "run motion/prepare_visemes.py")  # fmt: skip
+    if not any(it.mask.any() for it in train_items):
+        raise InputError(f"{data['training_files']}: no usable face frames in the training takes",
+                         "record or import takes where the face is tracked")  # fmt: skip
+    channels = train_items[0].z.shape[0]
+    for it in val_items:
+        if it.z.shape[0] != channels:
+            raise InputError(f"{val_path}: take {it.name} has {it.z.shape[0]} z channels, the "
+                             f"training takes {channels}; all takes must come from one voice model",
+                             "run motion/prepare_visemes.py again")  # fmt: skip
     seed = int(tcfg.get("seed", 1234))
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -216,13 +285,18 @@ def train(config_path: str, model: str, model_dir: str | None = None, max_steps:
     ckpt_path = latest_checkpoint(out)
     if ckpt_path:
         ck = safe_load(ckpt_path)
-        net.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        step = int(ck["iteration"])
-        stats = ck["visemes"]["stats"]
-        best = float(ck["visemes"].get("best", -math.inf))
-        torch.set_rng_state(ck["rng"]["torch"])
-        rng.bit_generator.state = ck["rng"]["numpy"]
+        _check_fits(net, ck.get("model") if isinstance(ck, dict) else None, ckpt_path, config_path)
+        try:
+            net.load_state_dict(ck["model"])
+            opt.load_state_dict(ck["optimizer"])
+            step = int(ck["iteration"])
+            stats = ck["visemes"]["stats"]
+            best = float(ck["visemes"].get("best", -math.inf))
+            torch.set_rng_state(ck["rng"]["torch"])
+            rng.bit_generator.state = ck["rng"]["numpy"]
+        except (KeyError, TypeError, ValueError, RuntimeError) as e:
+            raise CheckpointError(f"{ckpt_path}: not a complete visemes checkpoint ({e!r})",
+                                  "delete it to resume from the one before") from None  # fmt: skip
         logger.info("resumed from %s (step %d)", ckpt_path, step)
     else:
         stats = dataset_stats(train_items, tcfg)
@@ -240,6 +314,7 @@ def train(config_path: str, model: str, model_dir: str | None = None, max_steps:
     summary: dict = {}
 
     def save(path: Path, step: int) -> None:
+        check_weights([net], config_path, step, DIVERGED_HINT)  # never a NaN checkpoint
         meta["best"] = best
         torch_save({"model": net.state_dict(), "iteration": step, "optimizer": opt.state_dict(),
                     "learning_rate": lr, "visemes": meta,
@@ -252,17 +327,21 @@ def train(config_path: str, model: str, model_dir: str | None = None, max_steps:
     t0 = time.time()
     lr = lr0
     bar = tqdm(total=steps, initial=step, desc="visemes", disable=None)
+    sleep = float(os.environ.get(DEBUG_SLEEP_ENV, "0") or 0)
     while step < steps:
         lr = lr0 * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / steps)))
         for g in opt.param_groups:
             g["lr"] = lr
         z, y, m, pad = (x.to(dev) for x in random_batch(train_items, rng, batch, seg))
         loss, parts = visemes_loss(net(z, pad), y, m, w, s, vel_w)
+        check_loss(loss.item(), config_path, step + 1, DIVERGED_HINT)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
         opt.step()
         step += 1
+        if sleep:
+            time.sleep(sleep)
         bar.update(1)
         if step % log_every == 0 or step == steps:
             writer.add_scalar("loss/total", loss.item(), step)
@@ -271,6 +350,7 @@ def train(config_path: str, model: str, model_dir: str | None = None, max_steps:
             writer.add_scalar("learning_rate", lr, step)
             logger.info("step %d loss %.4f (%.1f s)", step, loss.item(), time.time() - t0)
         if step % eval_every == 0 or step == steps:
+            check_weights([net], config_path, step, DIVERGED_HINT)
             if val_items:
                 summary, per_take, preds = validate(net, val_items, stats, dev)
                 for k, v in summary.items():

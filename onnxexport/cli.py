@@ -1,5 +1,11 @@
 """``onnx_export.py`` command line (so-vits-svc 4.1 flags, plus ``--encoder``, ``--cluster`` and
-``--diffusion``)."""
+``--diffusion``).
+
+One export per model folder at a time (a second one stops with one line); each run first removes
+the temporaries (``.<file>.<random>.tmp``) a killed export left in ``checkpoints/NAME/``, beside
+``checkpoints/NAME.json`` and, with ``--encoder``, in ``checkpoints/hubert/``. Exit codes as
+:mod:`common.cli`.
+"""
 
 from __future__ import annotations
 
@@ -40,35 +46,42 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from pathlib import Path
 
-    from common.errors import UserError
-    from onnxexport.loading import ExportError
+    from common.atomic import remove_stale_temporaries
+    from common.locking import folder_lock
 
     if (args.diffusion_model or args.diffusion_config) and not args.diffusion:
         args.diffusion = True
-    try:
-        folder = Path(args.root) / args.model_name
-        synth = not args.diffusion or (folder / "model.pth").exists()
-        if not synth and (args.encoder or args.cluster):
-            raise ExportError(
-                f"{folder / 'model.pth'}: not found; --encoder and --cluster need the so-vits-svc "
-                "model (model.pth + config.json) beside the diffusion model"
-            )
-        if synth:
-            _export_synthesizer(args)
-        else:
-            print(f"no {folder / 'model.pth'}: exporting the diffusion model only")
-        if args.diffusion:
-            from onnxexport.export import export_diffusion_model
+    folder = Path(args.root) / args.model_name
+    if not folder.is_dir():  # the export says what to put where
+        return _export(args, folder)
+    with folder_lock(folder, "onnx_export", wait=False):
+        remove_stale_temporaries(folder)  # left by a killed export
+        remove_stale_temporaries(args.root, f".{args.model_name}.json.*.tmp")
+        return _export(args, folder)
 
-            res = export_diffusion_model(
-                args.model_name, args.root, args.diffusion_model, args.diffusion_config
-            )
-            print(f"diffusion exported in {res.seconds:.1f} s")
-            for f in res.files.values():
-                print(f"wrote {f}")
-    except (ExportError, UserError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+
+def _export(args, folder) -> int:
+    from onnxexport.loading import ExportError
+
+    synth = not args.diffusion or (folder / "model.pth").exists()
+    if not synth and (args.encoder or args.cluster):
+        raise ExportError(
+            f"{folder / 'model.pth'}: not found; --encoder and --cluster need the so-vits-svc "
+            "model (model.pth + config.json) beside the diffusion model"
+        )
+    if synth:
+        _export_synthesizer(args)
+    else:
+        print(f"no {folder / 'model.pth'}: exporting the diffusion model only")
+    if args.diffusion:
+        from onnxexport.export import export_diffusion_model
+
+        res = export_diffusion_model(
+            args.model_name, args.root, args.diffusion_model, args.diffusion_config
+        )
+        print(f"diffusion exported in {res.seconds:.1f} s")
+        for f in res.files.values():
+            print(f"wrote {f}")
     return 0
 
 
@@ -84,13 +97,20 @@ def _export_synthesizer(args) -> None:
     for f in result.files:
         print(f"wrote {f}")
     if args.encoder:
+        from common.atomic import remove_stale_temporaries
+        from common.locking import folder_lock
         from onnxexport.encoder import export_encoder
 
         hps = load_config_checked(Path(args.root) / args.model_name / "config.json")
         name = hps.model.get("speech_encoder") or "vec768l12"
-        path, seconds = export_encoder(name, Path(args.root) / "hubert", args.encoder_path)
+        hubert = Path(args.root) / "hubert"
+        with folder_lock(hubert, "onnx_export"):  # shared by every model: wait for another export
+            remove_stale_temporaries(hubert, f".{name}.onnx.*.tmp")
+            path, seconds = export_encoder(name, hubert, args.encoder_path)
         print(f"wrote {path} ({name}, {seconds:.1f} s)")
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from common.cli import run_main
+
+    sys.exit(run_main(main))

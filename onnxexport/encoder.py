@@ -85,7 +85,7 @@ def export_encoder(
 
     if speech_encoder not in EXPORTABLE:
         raise ExportError(
-            f"speech encoder {speech_encoder!r} cannot be exported to ONNX here (exportable: "
+            f"--encoder: speech encoder {speech_encoder!r} cannot be exported to ONNX here (exportable: "
             f"{', '.join(EXPORTABLE)}); see onnxexport/encoder.py"
         )
     t0 = time.perf_counter()

@@ -14,8 +14,10 @@ from pathlib import Path
 
 import torch
 
+from common.errors import InputError
 
-class ExportError(ValueError):
+
+class ExportError(InputError):
     """A user-facing problem with the files to export (one line: file, problem, what to do)."""
 
 

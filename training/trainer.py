@@ -50,6 +50,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from common.atomic import remove_stale_temporaries, torch_save, write_text
 from common.checkpoint import CheckpointError, load_checkpoint, safe_load
+from common.divergence import check_loss, check_weights
 from common.hparams import HParams, load_config
 from training.speed import plain_optimizer_state, speed_up
 
@@ -665,6 +666,7 @@ def _run(opts: TrainOptions, hps: HParams, model_dir: str, d: _Dist, device) -> 
 
     ctx = StepContext.create(hps, net_g, net_d, optim_g, optim_d, device, scaler=scaler)
     last_saved = -1
+    bad_losses = 0  # consecutive steps with a NaN/inf loss
     last = None  # (epoch, batch_in_epoch) of the last finished step
     step_times: list[float] = []
     stop = max_steps is not None and global_step >= max_steps
@@ -701,6 +703,8 @@ def _run(opts: TrainOptions, hps: HParams, model_dir: str, d: _Dist, device) -> 
                     volume = volume.to(device, non_blocking=nb)
                 ctx.adversarial = global_step >= disc_start
                 out = train_step(ctx, c, f0, spec, y, g, lengths, uv, volume)
+                bad_losses = _non_finite_losses(out, bad_losses, scaler, opts.config, global_step,
+                                                diverged_hint(hps))  # fmt: skip
                 step_times.append(time.perf_counter() - t0)
                 last = (epoch, batch_idx + 1)
 
@@ -723,6 +727,8 @@ def _run(opts: TrainOptions, hps: HParams, model_dir: str, d: _Dist, device) -> 
                         step_times.clear()
                         _summarize_train(writer, global_step, lr, out, ctx.use_f0_pred)
                     if global_step % eval_interval == 0:
+                        check_weights((unwrap(net_g), unwrap(net_d)), opts.config, global_step,
+                                      diverged_hint(hps))  # fmt: skip
                         evaluate(hps, net_g, eval_loader, writer_eval, global_step, device)
                         _save_pair(net_g, net_d, optim_g, optim_d, sched_g, sched_d, scaler, hps,
                                    epoch, global_step, batch_idx + 1, d.world_size, model_dir,
@@ -737,6 +743,8 @@ def _run(opts: TrainOptions, hps: HParams, model_dir: str, d: _Dist, device) -> 
                 sched_d.step()
         # final checkpoint of a run that ended between two evaluations
         if rank == 0 and last is not None and last_saved != global_step - 1:
+            check_weights((unwrap(net_g), unwrap(net_d)), opts.config, global_step - 1,
+                          diverged_hint(hps))  # fmt: skip
             evaluate(hps, net_g, eval_loader, writer_eval, global_step - 1, device)
             _save_pair(net_g, net_d, optim_g, optim_d, sched_g, sched_d, scaler, hps, last[0],
                        global_step - 1, last[1], d.world_size, model_dir, keep_ckpts)  # fmt: skip
@@ -754,6 +762,27 @@ def _run(opts: TrainOptions, hps: HParams, model_dir: str, d: _Dist, device) -> 
             if w is not None:
                 w.close()
     return global_step
+
+
+def diverged_hint(hps) -> str:
+    fp16 = bool(hps.train.get("fp16_run", False))
+    return "lower train.learning_rate" + (", or turn train.fp16_run off" if fp16 else "")
+
+
+# fp16 with a GradScaler: an overflow skips the step (weights unchanged); this many in a row stop
+FP16_BAD_STEPS = 5
+
+
+def _non_finite_losses(out: dict, bad: int, scaler, config: str, step: int, hint: str) -> int:
+    """Count consecutive NaN/inf losses; raise :class:`TrainingDiverged` on the first one (on the
+    :data:`FP16_BAD_STEPS`-th with a GradScaler, which skips such steps). Returns the new count."""
+    values = [float(out["loss_gen_all"]), float(out["loss_disc_all"])]
+    if all(math.isfinite(v) for v in values):
+        return 0
+    bad += 1
+    if not scaler.is_enabled() or bad >= FP16_BAD_STEPS:
+        check_loss(next(v for v in values if not math.isfinite(v)), config, step, hint)
+    return bad
 
 
 def _save_pair(net_g, net_d, optim_g, optim_d, sched_g, sched_d, scaler, hps, epoch, step,
