@@ -8,7 +8,8 @@ diffusion.yaml); see onnxexport/ and README ("ONNX export").
 
 import sys
 
+from common.cli import run_main
 from onnxexport.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

@@ -40,35 +40,36 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from pathlib import Path
 
-    from common.errors import UserError
     from onnxexport.loading import ExportError
 
     if (args.diffusion_model or args.diffusion_config) and not args.diffusion:
         args.diffusion = True
-    try:
-        folder = Path(args.root) / args.model_name
-        synth = not args.diffusion or (folder / "model.pth").exists()
-        if not synth and (args.encoder or args.cluster):
-            raise ExportError(
-                f"{folder / 'model.pth'}: not found; --encoder and --cluster need the so-vits-svc "
-                "model (model.pth + config.json) beside the diffusion model"
-            )
-        if synth:
-            _export_synthesizer(args)
-        else:
-            print(f"no {folder / 'model.pth'}: exporting the diffusion model only")
-        if args.diffusion:
-            from onnxexport.export import export_diffusion_model
+    # a user mistake is a UserError: one line and exit 1 through common.cli.run_main
+    folder = Path(args.root) / args.model_name
+    synth = not args.diffusion or (folder / "model.pth").exists()
+    if not synth and (args.encoder or args.cluster):
+        raise ExportError(
+            f"{folder / 'model.pth'}: not found; --encoder and --cluster need the so-vits-svc "
+            "model (model.pth + config.json) beside the diffusion model"
+        )
+    if synth and args.diffusion:  # the two models must fit, checked before any export
+        from onnxexport.export import check_diffusion_beside
 
-            res = export_diffusion_model(
-                args.model_name, args.root, args.diffusion_model, args.diffusion_config
-            )
-            print(f"diffusion exported in {res.seconds:.1f} s")
-            for f in res.files.values():
-                print(f"wrote {f}")
-    except (ExportError, UserError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+        check_diffusion_beside(args.model_name, args.root, args.diffusion_model,
+                               args.diffusion_config)  # fmt: skip
+    if synth:
+        _export_synthesizer(args)
+    else:
+        print(f"no {folder / 'model.pth'}: exporting the diffusion model only")
+    if args.diffusion:
+        from onnxexport.export import export_diffusion_model
+
+        res = export_diffusion_model(
+            args.model_name, args.root, args.diffusion_model, args.diffusion_config
+        )
+        print(f"diffusion exported in {res.seconds:.1f} s")
+        for f in res.files.values():
+            print(f"wrote {f}")
     return 0
 
 
@@ -93,4 +94,6 @@ def _export_synthesizer(args) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from common.cli import run_main
+
+    sys.exit(run_main(main))
