@@ -311,7 +311,9 @@ def test_onnx_of_this_checkpoint_loads_silently(work, caplog, monkeypatch):
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
 
 
-@pytest.mark.parametrize("damage", ["truncated", "garbage", "empty"])
+@pytest.mark.parametrize(
+    "damage", ["truncated", "empty", pytest.param("garbage", marks=pytest.mark.slow)]
+)
 def test_damaged_cache_file_is_exported_again(work, tmp_path, damage, caplog):
     """A damaged file in <model folder>/onnx_cache/ (a killed copy, a full disk) is exported
     again with one warning; the fresh file then loads without one."""
@@ -345,6 +347,7 @@ def test_damaged_cache_file_is_exported_again(work, tmp_path, damage, caplog):
             warnings[0])  # fmt: skip
 
 
+@pytest.mark.slow  # the in-process tests cover the same code
 def test_damaged_cache_through_inference_main_subprocess(work, tmp_path):
     """The same through the real script: exit 0, the warning on stderr, the output written."""
     cwd = tmp_path / "w"
@@ -377,6 +380,7 @@ def test_onnx_mismatch_subprocess(work):
     assert "onnx/seed1_SoVits.onnx" in last and G in last and "re-export" in last
 
 
+@pytest.mark.slow  # the in-process tests cover the same code
 def test_garbage_onnx_subprocess(work):
     proc = run_script([ROOT / "inference_main.py", *BASE, "--backend", "onnx", "--onnx_model",
                        "onnx/garbage.onnx"], cwd=work, check=False)  # fmt: skip
