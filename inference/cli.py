@@ -301,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
                              f"{args.diffusion_model_path} takes 1..{k_max} steps (k_step_max)",
                              f"use -ks {k_max} or less")  # fmt: skip
     if face is not None:  # the visemes model against the voice model's z
-        face.check_voice(svc_model.hps_ms, args.config_path)
+        face.check_voice(svc_model.hps_ms, args.config_path, args.model_path)
 
     if spk_mix_map is not None and len(spk_mix_map) <= 1:
         use_spk_mix = False

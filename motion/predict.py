@@ -61,9 +61,12 @@ class VisemesPredictor:
                                "train it again with train_visemes.py") from None  # fmt: skip
         self.net.eval().requires_grad_(False).to(self.device)
 
-    def check_voice(self, hps, config_path: str | os.PathLike) -> None:
-        """Refuse a voice model (its config ``hps``) whose z this model cannot read: another z
-        width (``model.inter_channels``) or another frame rate than 44100 Hz / hop 512."""
+    def check_voice(self, hps, config_path: str | os.PathLike,
+                    model_path: str | os.PathLike | None = None) -> None:  # fmt: skip
+        """Refuse a voice model (its config ``hps``, checkpoint ``model_path``) whose z this model
+        cannot read: another z width (``model.inter_channels``), another frame rate than 44100 Hz
+        / hop 512, or other weights than the voice model it was trained on (when the checkpoint
+        records their SHA-256, ``voice_sha256``; older ones are not checked)."""
         sr, hop = int(hps.data.sampling_rate), int(hps.data.hop_length)
         if (sr, hop) != (SR, HOP):
             raise VisemesError(f"{config_path}: the visemes model {self.path} reads z at {SR} Hz / "
@@ -77,6 +80,18 @@ class VisemesPredictor:
                 "use the visemes model trained on this voice model's z (prepare_visemes.py, "
                 "train_visemes.py)",
             )
+        recorded = self.meta.get("voice_sha256")
+        if recorded and model_path is not None:
+            from common.fingerprint import checkpoint_sha256
+
+            if checkpoint_sha256(model_path) != recorded:
+                trained = self.meta.get("voice_model") or "another voice model"
+                raise VisemesError(
+                    f"{self.path}: was trained on the z of {trained}, not of {model_path} (other "
+                    "weights; z of another voice model move the face wrongly)",
+                    "use the visemes model trained for this voice model, or prepare and train "
+                    "one for it (prepare_visemes.py, train_visemes.py)",
+                )
 
     @torch.no_grad()
     def __call__(self, z: np.ndarray) -> np.ndarray:

@@ -21,7 +21,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from onnxexport.loading import ExportError, checkpoint_sha256, load_synthesizer
+from common.fingerprint import checkpoint_sha256
+from onnxexport.loading import ExportError, load_synthesizer
 from onnxexport.synthesizer import GraphSpec, SynthesizerOnnx, export_onnx, speaker_rows
 
 logger = logging.getLogger(__name__)

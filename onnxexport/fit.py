@@ -53,7 +53,7 @@ def check_onnx_fits(
     """Compare an ONNX file's metadata (``meta``: ``custom_metadata_map``) and units width with the
     checkpoint ``model_path`` and its config ``hps`` (``HParams`` of ``config_path``).
     Raises :class:`OnnxMismatchError`; logs a warning for a file without the weights hash."""
-    from onnxexport.loading import checkpoint_sha256
+    from common.fingerprint import checkpoint_sha256
 
     onnx_path, model_path, config_path = str(onnx_path), str(model_path), str(config_path)
     ssl_dim = int(hps.model.get("ssl_dim") or 256)

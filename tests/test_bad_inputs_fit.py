@@ -23,6 +23,7 @@ import shutil
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import soundfile as sf
 import torch
@@ -49,7 +50,9 @@ def _edit_yaml(path: Path, fn) -> None:
     path.write_text(yaml.safe_dump(cfg))
 
 
-def _write_visemes(path: Path, z_channels: int, meta_z: int | None = None) -> None:
+def _write_visemes(
+    path: Path, z_channels: int, meta_z: int | None = None, voice: Path | None = None
+) -> None:
     from motion.channels import NAMES
     from motion.model import VisemesNet
 
@@ -59,6 +62,10 @@ def _write_visemes(path: Path, z_channels: int, meta_z: int | None = None) -> No
     meta_z = z_channels if meta_z is None else meta_z
     meta = {"z_channels": meta_z, "model": model, "names": list(NAMES),
             "stats": {"z_silence": [0.0] * meta_z, "baseline": [0.01, 0.5]}}  # fmt: skip
+    if voice is not None:  # as motion/trainer.py records it
+        from common.fingerprint import checkpoint_sha256
+
+        meta.update(voice_model=str(voice), voice_sha256=checkpoint_sha256(voice))
     torch.save({"model": net.state_dict(), "iteration": 0, "optimizer": None,
                 "learning_rate": 0.0, "visemes": meta}, path)  # fmt: skip
 
@@ -114,6 +121,8 @@ def work(tmp_path_factory):
     _write_visemes(root / "V_ok.pth", 16)
     _write_visemes(bad / "V_8.pth", 8)
     _write_visemes(bad / "V_damaged.pth", 8, meta_z=16)
+    _write_visemes(bad / "V_other_voice.pth", 16, voice=bad / "G_seed1.pth")
+    _write_visemes(root / "V_this_voice.pth", 16, voice=root / G)
     # ONNX files
     onnx_dir = root / "onnx"
     onnx_dir.mkdir()
@@ -208,6 +217,7 @@ INFER_CASES = [
     ("visemes: not a visemes checkpoint", ["--visemes", G], 1, "not a visemes checkpoint"),
     ("visemes: z width", ["--visemes", "bad/V_8.pth"], 1, "expects z with 8 channels but the voice model"),
     ("visemes: damaged checkpoint", ["--visemes", "bad/V_damaged.pth"], 1, "a damaged visemes checkpoint"),
+    ("visemes: another voice model (weights hash)", ["--visemes", "bad/V_other_voice.pth"], 1, "bad/V_other_voice.pth: was trained on the z of"),
     ("visemes: voice model rate", ["--visemes", "V_ok.pth", "-c", "bad/sr48k.json"], 1, "this voice model runs at 48000 Hz"),
     ("onnx: another checkpoint", ["--backend", "onnx", "--onnx_model", "onnx/seed1_SoVits.onnx"], 1, "exported from another checkpoint (G_seed1.pth"),
     ("onnx: another config", ["--backend", "onnx", "--onnx_model", "onnx/swapped_SoVits.onnx"], 1, "exported for the speakers"),
@@ -257,6 +267,18 @@ def test_diffusion_speaker_missing_from_the_diffusion_model(work, capfd, monkeyp
         svc.speaker_id("2")
 
 
+def test_visemes_of_this_voice_model_convert(work, capfd, monkeypatch):
+    """A visemes checkpoint recording this voice model's weights passes the check and writes the
+    face track beside the audio."""
+    track = work / "results" / "short.wav_0key_alto_sovits_pm.blendshapes.npy"
+    track.unlink(missing_ok=True)
+    rc, err = run_inprocess(
+        "inference.cli", [*BASE, "--visemes", "V_this_voice.pth"], work, capfd, monkeypatch
+    )
+    assert rc == 0, err
+    assert np.load(track).shape[1] == 61
+
+
 def test_fitting_diffusion_still_converts(work, capfd, monkeypatch):
     """The checks pass a diffusion model that fits (-shd, -ks within k_step_max)."""
     out = work / "results" / "short.wav_0key_alto_sovdiff_pm.wav"
@@ -276,7 +298,7 @@ def test_export_records_the_weights_hash(work, tmp_path):
     (what compress_model.py keeps) has the same hash, another seed another."""
     import onnx
 
-    from onnxexport.loading import checkpoint_sha256
+    from common.fingerprint import checkpoint_sha256
 
     meta = {p.key: p.value for p in onnx.load(str(work / ONNX)).metadata_props}
     assert meta["sovits.checkpoint_sha256"] == checkpoint_sha256(work / G)
