@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from common.errors import UserError
+from common.errors import InputError, UsageError, UserError
 from diffusion.gaussian import GaussianDiffusion
 from diffusion.wavenet import WaveNet
 
@@ -100,12 +100,12 @@ class Unit2Mel(nn.Module):
         Inference: the mel ``[B, T, M]``; ``gt_spec`` given = shallow diffusion of ``k_step``."""
         if infer:
             if gt_spec is not None and k_step > self.k_step_max:
-                raise ValueError(
+                raise UsageError(
                     f"k_step {k_step} is larger than this diffusion model's k_step_max "
                     f"{self.k_step_max}; use -ks {self.k_step_max} or less"
                 )
             if gt_spec is None and self.k_step_max != self.timesteps:
-                raise ValueError(
+                raise InputError(
                     f"this diffusion model was trained for shallow diffusion only (k_step_max "
                     f"{self.k_step_max}); it cannot convert alone (-od); use -shd"
                 )

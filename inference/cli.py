@@ -296,7 +296,9 @@ def check_flags(args: argparse.Namespace) -> None:
     try:  # before the model loads: a missing rmvpe.pt is one line naming this script's way round
         require_f0_model(args.f0_predictor)
     except F0ModelMissing as e:
-        raise F0ModelMissing(str(e), f"or pass -f0p {SHIPPED_F0}: it ships with the install") from None
+        raise F0ModelMissing(
+            str(e), f"or pass -f0p {SHIPPED_F0}: it ships with the install"
+        ) from None
     import soundfile as sf
 
     if args.wav_format.upper() not in sf.available_formats():
@@ -364,10 +366,19 @@ def main(argv: list[str] | None = None) -> int:
                     allow_partial=args.allow_partial, backend=args.backend,
                     onnx_model=args.onnx_model)  # fmt: skip
     logger.info("model loaded in %.2f s", time.perf_counter() - t0)
+    if svc_model.shallow_diffusion:  # -ks against the diffusion model, before any input is read
+        k_max = int(svc_model.diffusion_model.k_step_max)
+        if not 1 <= args.k_step <= k_max:
+            raise UsageError(f"-ks {args.k_step}: out of range; the diffusion model "
+                             f"{args.diffusion_model_path} takes 1..{k_max} steps (k_step_max)",
+                             f"use -ks {k_max} or less")  # fmt: skip
+    if face is not None:  # the visemes model against the voice model's z
+        face.check_voice(svc_model.hps_ms, args.config_path, args.model_path)
 
     if spk_mix_map is not None and len(spk_mix_map) <= 1:
         use_spk_mix = False
     if use_spk_mix:
+        svc_model.check_spk_mix_diffusion()
         spk_list = [spk_mix_map]
     else:
         for spk in spk_list:  # a wrong speaker fails before any input is converted

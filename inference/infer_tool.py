@@ -41,7 +41,9 @@ diffusion config and the mel is sampled from noise. ``second_encoding`` re-encod
 output for the diffusion condition. With a speaker mix the diffusion model gets the same per-frame
 weights (4.1 crashed there, §18.7). All diffusion noise comes from one ``torch.Generator`` seeded
 with ``seed``, so a conversion is reproducible. Missing diffusion files are an error naming the
-file and the flag (4.1 silently switched diffusion off).
+file and the flag (4.1 silently switched diffusion off). A diffusion model that does not fit the
+so-vits model (speech encoder, unit width, sampling rate, hop, speaker ids: :mod:`diffusion.fit`)
+is refused when the models load, before any audio is read.
 """
 
 from __future__ import annotations
@@ -239,11 +241,14 @@ class Svc:
             self.unit_interpolate_mode = data.unit_interpolate_mode or "left"
             self.vol_embedding = bool(self.hps_ms.model.vol_embedding or False)
             self.speech_encoder = self.hps_ms.model.speech_encoder or "vec768l12"
+            if self.shallow_diffusion:  # from the configs, before the so-vits model is loaded
+                from diffusion.fit import check_diffusion_fits
+
+                check_diffusion_fits(self.diffusion_args, self.hps_ms, self.diffusion_model_path,
+                                     self.diffusion_config_path, config_path)  # fmt: skip
             t0 = time.perf_counter()
             self.load_model(spk_mix_enable, fold_weight_norm)
             self.timings["load_model"] = time.perf_counter() - t0
-            if self.shallow_diffusion:
-                self._check_diffusion_fits(diffusion_model_path)
             if backend == "onnx":
                 from onnxexport.runtime import load_backend
 
@@ -337,20 +342,19 @@ class Svc:
                     f"{path}: diffusion {'model' if flag.startswith('-dm') else 'config'} not "
                     f"found ({mode} needs it; set {flag}, or train one with train_diff.py)"
                 )
+        self.diffusion_model_path = str(model_path)
+        self.diffusion_config_path = str(config_path or Path(model_path).parent / "config.yaml")
         self.diffusion_model, self.vocoder, self.diffusion_args = load_model_vocoder(
             model_path, self.dev, config_path or None
         )
-        self.vocoder.load()
-
-    def _check_diffusion_fits(self, model_path) -> None:
-        ssl_dim = int(self.hps_ms.model.ssl_dim or 256)
-        want = self.diffusion_model.unit_embed.in_features
-        if want != ssl_dim:
-            raise ValueError(
-                f"{model_path}: the diffusion model takes {want}-channel units, the so-vits model "
-                f"{ssl_dim} ({self.speech_encoder}); train the diffusion model with the same "
-                "speech encoder"
+        m = self.diffusion_model
+        if self.only_diffusion and m.k_step_max != m.timesteps:
+            raise InputError(
+                f"{model_path}: this diffusion model was trained for shallow diffusion only "
+                f"(k_step_max {m.k_step_max} of {m.timesteps} steps); it cannot convert alone (-od)",
+                "use -shd with a so-vits model, or a diffusion model trained with k_step_max 0",
             )
+        self.vocoder.load()
 
     def load_model(self, spk_mix_enable: bool = False, fold_weight_norm: bool = True) -> None:
         from common.checkpoint import load_checkpoint
@@ -391,14 +395,14 @@ class Svc:
     def speaker_id(self, speaker: Any) -> int:
         """A speaker name from the config, or an int id with ``0 ≤ id < n_speakers``."""
         if isinstance(speaker, str) and speaker in self.spk2id:
-            return self.spk2id[speaker]
+            return self._diffusion_speaker(self.spk2id[speaker], speaker)
         sid = None
         if isinstance(speaker, (int, np.integer)) and not isinstance(speaker, bool):
             sid = int(speaker)
         elif isinstance(speaker, str) and speaker.strip().lstrip("-").isdigit():
             sid = int(speaker)
         if sid is not None and 0 <= sid < self.n_speakers:
-            return sid
+            return self._diffusion_speaker(sid, speaker)
         names = ", ".join(f"{k} ({v})" for k, v in self.spk2id.items())
         raise InputError(
             f"{self.config_path}: speaker {speaker!r} is not in the speaker list: "
@@ -406,6 +410,32 @@ class Svc:
             + (f"; ids must be 0..{self.n_speakers - 1}" if sid is not None else ""),
             "give one of these names with -s",
         )
+
+    def _diffusion_speaker(self, sid: int, speaker: Any) -> int:
+        """``sid``, once a shallow-diffusion model is known to have that speaker."""
+        if getattr(self, "shallow_diffusion", False) and self.diffusion_model is not None:
+            from diffusion.fit import check_diffusion_speaker
+
+            check_diffusion_speaker(
+                self.diffusion_model.n_spk, sid, speaker, self.diffusion_model_path
+            )
+        return sid
+
+    def check_spk_mix_diffusion(self) -> None:
+        """A speaker mix with shallow diffusion: a multi-speaker diffusion model must have the
+        so-vits model's speakers (the mix weights go to both)."""
+        # (diffusion_model is absent on stand-ins built without __init__)
+        diff = getattr(self, "diffusion_model", None)
+        n_diff = diff.n_spk if diff is not None and self.shallow_diffusion else 1
+        if n_diff > 1 and n_diff != len(self.spk2id):
+            from diffusion.fit import DiffusionMismatchError
+
+            raise DiffusionMismatchError(
+                f"{self.diffusion_model_path}: a speaker mix (-usm) needs the diffusion model's "
+                f"speakers ({n_diff}) to be the so-vits model's ({len(self.spk2id)}, "
+                f"{self.config_path})",
+                "use a diffusion model trained on the same speakers, or no -shd",
+            )
 
     def speaker_name(self, sid: int) -> str | None:
         for k, v in self.spk2id.items():
@@ -765,6 +795,8 @@ class Svc:
             use_spk_mix = False
         if use_spk_mix and not self.spk_mix_enable:
             raise ValueError("use_spk_mix needs Svc(..., spk_mix_enable=True)")
+        if use_spk_mix:
+            self.check_spk_mix_diffusion()
 
         t0 = time.perf_counter()
         wav = _read_audio(raw_audio_path, sr)

@@ -21,13 +21,15 @@ import numpy as np
 import torch
 
 from common.atomic import atomic_open, save_npy
+from common.errors import InputError
 from motion.channels import N_VALUES, NAMES
 from motion.model import build
-from motion.voice import FPS
+from motion.voice import FPS, HOP, SR
 
 
-class VisemesError(ValueError):
-    """A visemes checkpoint is missing or is not one; the message names the file."""
+class VisemesError(InputError):
+    """A visemes checkpoint is missing, is not one, or does not fit the voice model; the message
+    names the file (a :class:`common.errors.UserError`, also a ``ValueError``)."""
 
 
 class VisemesPredictor:
@@ -37,18 +39,59 @@ class VisemesPredictor:
         from common.checkpoint import safe_load
 
         ck = safe_load(path)
-        if not isinstance(ck, dict) or "visemes" not in ck or "model" not in ck:
+        if not isinstance(ck, dict) or not isinstance(ck.get("visemes"), dict) or "model" not in ck:
             raise VisemesError(
                 f"{path}: not a visemes checkpoint (train one with train_visemes.py)"
             )
         self.meta = ck["visemes"]
         self.path = str(path)
         self.device = torch.device(device)
-        self.net = build(int(self.meta["z_channels"]), self.meta["model"])
-        self.net.load_state_dict(ck["model"])
+        try:
+            self.z_channels = int(self.meta["z_channels"])
+            self.net = build(self.z_channels, dict(self.meta["model"]))
+            self.net.load_state_dict(ck["model"])
+            self.z_silence = np.asarray(self.meta["stats"]["z_silence"], np.float32)
+            if self.z_silence.shape != (self.z_channels,):
+                raise ValueError(f"stats.z_silence has shape {self.z_silence.shape}")
+        except (KeyError, TypeError, ValueError, RuntimeError) as e:
+            lines = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip()]
+            # load_state_dict: "Error(s) in loading state_dict for X:" then the first problem
+            msg = (lines[1] if len(lines) > 1 else lines[0])[:200] if lines else type(e).__name__
+            raise VisemesError(f"{path}: a damaged visemes checkpoint ({type(e).__name__}: {msg})",
+                               "train it again with train_visemes.py") from None  # fmt: skip
         self.net.eval().requires_grad_(False).to(self.device)
-        self.z_channels = int(self.meta["z_channels"])
-        self.z_silence = np.asarray(self.meta["stats"]["z_silence"], np.float32)
+
+    def check_voice(self, hps, config_path: str | os.PathLike,
+                    model_path: str | os.PathLike | None = None) -> None:  # fmt: skip
+        """Refuse a voice model (its config ``hps``, checkpoint ``model_path``) whose z this model
+        cannot read: another z width (``model.inter_channels``), another frame rate than 44100 Hz
+        / hop 512, or other weights than the voice model it was trained on (when the checkpoint
+        records their SHA-256, ``voice_sha256``; older ones are not checked)."""
+        sr, hop = int(hps.data.sampling_rate), int(hps.data.hop_length)
+        if (sr, hop) != (SR, HOP):
+            raise VisemesError(f"{config_path}: the visemes model {self.path} reads z at {SR} Hz / "
+                               f"hop {HOP} ({FPS:.2f} fps), this voice model runs at {sr} Hz / "
+                               f"hop {hop}", "use a 44.1 kHz voice model with hop 512")  # fmt: skip
+        width = int(hps.model.inter_channels)
+        if width != self.z_channels:
+            raise VisemesError(
+                f"{self.path}: expects z with {self.z_channels} channels but the voice model of "
+                f"{config_path} has {width} (model.inter_channels)",
+                "use the visemes model trained on this voice model's z (prepare_visemes.py, "
+                "train_visemes.py)",
+            )
+        recorded = self.meta.get("voice_sha256")
+        if recorded and model_path is not None:
+            from common.fingerprint import checkpoint_sha256
+
+            if checkpoint_sha256(model_path) != recorded:
+                trained = self.meta.get("voice_model") or "another voice model"
+                raise VisemesError(
+                    f"{self.path}: was trained on the z of {trained}, not of {model_path} (other "
+                    "weights; z of another voice model move the face wrongly)",
+                    "use the visemes model trained for this voice model, or prepare and train "
+                    "one for it (prepare_visemes.py, train_visemes.py)",
+                )
 
     @torch.no_grad()
     def __call__(self, z: np.ndarray) -> np.ndarray:

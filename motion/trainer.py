@@ -14,9 +14,10 @@ unless ``train.rotations`` / ``train.eye_look``)::
 Checkpoints ``logs/<model>/V_<step>.pth`` (atomic; plain dicts of tensors and numbers, loadable
 with ``torch.load(weights_only=True)``): ``{"model", "iteration", "optimizer", "learning_rate",
 "visemes": everything inference needs (model config, z channels, channel weights, target std,
-the silence z, the loudness baseline, the voice model it was prepared with), "rng"}``. Training
-resumes from the newest one (a run killed with kill -9 loses at most ``eval_interval`` steps).
-Every ``eval_interval`` steps each held-out take is predicted whole and scored
+the silence z, the loudness baseline, the voice model it was prepared with and the SHA-256 of
+its weights: common.fingerprint), "rng"}``. Training resumes from the newest one (a run killed
+with kill -9 loses at most ``eval_interval`` steps). Every ``eval_interval`` steps each held-out
+take is predicted whole and scored
 (:mod:`motion.metrics`); TensorBoard gets the losses, the metrics and an image of predicted vs
 true JawOpen/MouthClose/MouthFunnel; ``V_best.pth`` is the checkpoint with the best held-out
 JawOpen correlation, ``val_metrics.json`` the latest per-take scores.
@@ -207,6 +208,16 @@ def validate(net, items: list[Item], stats: dict, device) -> tuple[dict, list[di
 DIVERGED_HINT = "lower train.learning_rate"
 
 
+def _voice_sha256(path: str | None) -> str | None:
+    """The weights fingerprint of the voice model the z were made with (common.fingerprint), so
+    inference can refuse another voice model (motion.predict.VisemesPredictor.check_voice)."""
+    if not path or not Path(path).is_file():
+        return None
+    from common.fingerprint import checkpoint_sha256
+
+    return checkpoint_sha256(path)
+
+
 def train(config_path: str, model: str, model_dir: str | None = None, max_steps: int | None = None,
           device: str | None = None) -> dict:  # fmt: skip
     """Train (or resume); returns the last validation summary (empty without held-out takes).
@@ -306,7 +317,7 @@ def _train(
     s = torch.tensor(stats["y_std"], device=dev)[None, :, None]
     meta = {"z_channels": z_ch, "model": mcfg, "names": list(NAMES), "fps": FPS, "stats": stats,
             "voice_model": data.get("voice_model"), "voice_config": data.get("voice_config"),
-            "speaker": data.get("speaker")}  # fmt: skip
+            "speaker": data.get("speaker"), "voice_sha256": _voice_sha256(data.get("voice_model"))}  # fmt: skip
     writer = SummaryWriter(str(out))
     batch, seg = int(tcfg.get("batch_size", 8)), int(tcfg.get("segment_frames", 256))
     log_every, eval_every = int(tcfg.get("log_interval", 50)), int(tcfg.get("eval_interval", 500))

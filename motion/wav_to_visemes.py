@@ -60,6 +60,9 @@ def main(argv: list[str] | None = None) -> int:
             )
         enc = PosteriorEncoder(model, config, args.device)
         enc.speaker_id(speaker)
+        from common.hparams import load_config
+
+        pred.check_voice(load_config(config), config, model)  # z width, rate, the voice's weights
     except (CheckpointError, OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

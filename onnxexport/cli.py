@@ -69,6 +69,11 @@ def _export(args, folder) -> int:
             f"{folder / 'model.pth'}: not found; --encoder and --cluster need the so-vits-svc "
             "model (model.pth + config.json) beside the diffusion model"
         )
+    if synth and args.diffusion:  # the two models must fit, checked before any export
+        from onnxexport.export import check_diffusion_beside
+
+        check_diffusion_beside(args.model_name, args.root, args.diffusion_model,
+                               args.diffusion_config)  # fmt: skip
     if synth:
         _export_synthesizer(args)
     else:

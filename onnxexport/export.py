@@ -8,7 +8,8 @@
       (--encoder) checkpoints/hubert/<encoder>.onnx    the speech encoder (onnxexport.encoder)
 
 The ``.onnx`` also carries ``sovits.*`` metadata (hop, sampling rate, speakers and their
-``emb_g`` rows, input order), which our ONNX Runtime backend reads; other programs ignore it.
+``emb_g`` rows, input order, the SHA-256 of the checkpoint's weights), which our ONNX Runtime
+backend reads; other programs ignore it.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from common.fingerprint import checkpoint_sha256
 from onnxexport.loading import ExportError, load_synthesizer
 from onnxexport.synthesizer import GraphSpec, SynthesizerOnnx, export_onnx, speaker_rows
 
@@ -89,6 +91,10 @@ def export_synthesizer_file(
             list(module.spec.input_names if fed else module.spec.moevs_input_names)
         ),
         "sovits.speech_encoder": str(hps.model.get("speech_encoder") or ""),
+        # which weights this graph holds: compared where the file is loaded for a checkpoint
+        # (onnxexport.fit.check_onnx_fits)
+        "sovits.checkpoint_sha256": checkpoint_sha256(model_path),
+        "sovits.checkpoint": Path(model_path).name,
     }
     data = _finish(export_onnx(module), meta, hop, fed)
     with atomic_open(out_path, "wb") as f:
@@ -158,8 +164,21 @@ def export_diffusion_model(
     """``-n NAME --diffusion``: ``checkpoints/NAME/diffusion.pt`` + ``diffusion.yaml`` (or the
     given paths) → ``checkpoints/NAME/NAME_{encoder,denoise,pred,after}.onnx`` (sovits-4.1.md
     §16.3, :mod:`onnxexport.diffusion`). Returns :class:`onnxexport.diffusion.DiffusionExport`."""
-    from diffusion.unit2mel import DiffusionFileError
     from onnxexport.diffusion import export_diffusion
+
+    model_path, config_path = diffusion_paths(name, root, model_path, config_path)
+    return export_diffusion(model_path, config_path, Path(root) / name, name)
+
+
+def diffusion_paths(
+    name: str,
+    root: str | os.PathLike = "checkpoints",
+    model_path: str | os.PathLike | None = None,
+    config_path: str | os.PathLike | None = None,
+) -> tuple[Path, Path]:
+    """The diffusion checkpoint and config ``-n NAME --diffusion`` exports; missing ones raise
+    :class:`diffusion.DiffusionFileError`."""
+    from diffusion.unit2mel import DiffusionFileError
 
     folder = Path(root) / name
     model_path = Path(model_path) if model_path else folder / DIFFUSION_MODEL
@@ -169,4 +188,22 @@ def export_diffusion_model(
                      "configs/diffusion.yaml)")):  # fmt: skip
         if not p.is_file():
             raise DiffusionFileError(f"{p}: not found", f"copy {what} there")
-    return export_diffusion(model_path, config_path, folder, name)
+    return model_path, config_path
+
+
+def check_diffusion_beside(
+    name: str, root: str | os.PathLike, model_path=None, config_path=None
+) -> None:
+    """``-n NAME --diffusion`` with a so-vits model: the diffusion model must fit it (speech encoder,
+    units, rate, hop, speaker ids; :func:`diffusion.fit.check_diffusion_fits`). From the configs,
+    before anything is exported."""
+    from diffusion.fit import check_diffusion_fits
+    from diffusion.unit2mel import load_config as load_diffusion_config
+    from onnxexport.loading import load_config_checked
+
+    model_path, config_path = diffusion_paths(name, root, model_path, config_path)
+    sovits_config = Path(root) / name / "config.json"
+    check_diffusion_fits(load_diffusion_config(config_path), load_config_checked(sovits_config),
+                         model_path, config_path, sovits_config,
+                         hint="give the diffusion model trained for this voice with "
+                         "--diffusion_model/--diffusion_config")  # fmt: skip

@@ -18,7 +18,8 @@ from common.errors import InputError
 
 
 class ExportError(InputError):
-    """A user-facing problem with the files to export (one line: file, problem, what to do)."""
+    """A user-facing problem with the files to export (one line: file, problem, what to do);
+    a :class:`common.errors.UserError` and a ``ValueError``."""
 
 
 def _build(hps) -> torch.nn.Module:

@@ -58,21 +58,59 @@ def session_options(threads: int | None = None, optimization: str = "all"):
     return opts
 
 
-def _fed_form(model: str | os.PathLike | bytes) -> bytes | str:
-    """The model with ``sine_phase``/``sine_noise`` as inputs when it is one of ours."""
+REQUIRED_INPUTS = ("c", "f0", "mel2ph", "uv", "noise")
+DAMAGED_HINT = "export it again with onnx_export.py, or copy it again"
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0][:200] if text else type(e).__name__
+
+
+def _fed_form(model: str | os.PathLike | bytes):
+    """``(what to give onnxruntime, the parsed model)``: the model with ``sine_phase`` /
+    ``sine_noise`` as inputs when it is one of ours. A file that is missing, not ONNX, or not a
+    so-vits-svc synthesizer raises :class:`onnxexport.fit.OnnxFileError`."""
     import onnx
 
+    from onnxexport.fit import OnnxFileError
     from onnxexport.graph import restore_source_inputs
 
+    name = "model" if isinstance(model, bytes) else str(model)
+    if not isinstance(model, bytes) and not Path(model).is_file():
+        what = "is a folder, not an ONNX file" if Path(model).is_dir() else "ONNX model not found"
+        raise OnnxFileError(f"{name}: {what}", "make one with onnx_export.py, or check the path")
     try:
         proto = onnx.load_from_string(model) if isinstance(model, bytes) else onnx.load(str(model))
-    except Exception as e:  # noqa: BLE001 - protobuf / OSError variants
-        raise ValueError(f"{model if not isinstance(model, bytes) else 'model'}: not a readable "
-                         f"ONNX file ({str(e).strip().splitlines()[0] if str(e).strip() else e!r})") from None  # fmt: skip
+    except Exception as e:  # noqa: BLE001 - protobuf DecodeError / OSError variants
+        raise OnnxFileError(f"{name}: not a readable ONNX file, damaged or of another kind "
+                            f"({_first_line(e)})", DAMAGED_HINT) from None  # fmt: skip
+    init = {i.name for i in proto.graph.initializer}
+    inputs = {i.name for i in proto.graph.input if i.name not in init}
+    missing = [k for k in REQUIRED_INPUTS if k not in inputs]
+    if missing:
+        what = "damaged or empty" if not proto.graph.node else "not a so-vits-svc 4.x synthesizer"
+        raise OnnxFileError(f"{name}: {what} (no input {', '.join(missing)})",
+                            DAMAGED_HINT if not proto.graph.node else "give a *_SoVits.onnx from "
+                            "onnx_export.py")  # fmt: skip
     fed = restore_source_inputs(proto)
     if fed is None:
-        return model if isinstance(model, bytes) else str(model)
-    return fed.SerializeToString()
+        return (model if isinstance(model, bytes) else str(model)), proto
+    return fed.SerializeToString(), proto
+
+
+def _damaged(proto, name: str, error: Exception):
+    """The error for a session that would not build: :class:`onnxexport.fit.OnnxFileError` when
+    ``onnx.checker`` finds the model itself broken (a truncated file), else ``error`` (a bug)."""
+    import onnx
+
+    from onnxexport.fit import OnnxFileError
+
+    try:
+        onnx.checker.check_model(proto)
+    except Exception as e:  # noqa: BLE001 - ValidationError and protobuf errors
+        return OnnxFileError(f"{name}: a damaged ONNX file ({_first_line(e)})", DAMAGED_HINT)
+    return error
 
 
 class OrtSynthesizer:
@@ -97,17 +135,19 @@ class OrtSynthesizer:
             and "CUDAExecutionProvider" in ort.get_available_providers()
         ):
             providers.insert(0, "CUDAExecutionProvider")
-        src = _fed_form(model)
-        self.session = ort.InferenceSession(
-            src, session_options(threads, optimization), providers=providers
-        )
+        src, proto = _fed_form(model)
+        self.path = "model" if isinstance(model, bytes) else str(model)
+        try:
+            self.session = ort.InferenceSession(
+                src, session_options(threads, optimization), providers=providers
+            )
+        except Exception as e:  # noqa: BLE001 - onnxruntime's Fail / InvalidGraph / ...
+            raise _damaged(proto, self.path, e) from e
+        del proto
         inputs = {i.name: i for i in self.session.get_inputs()}
         self.input_names = [i.name for i in self.session.get_inputs()]
-        missing = {"c", "f0", "mel2ph", "uv", "noise"} - set(inputs)
-        if missing:
-            raise ValueError(f"{model if not isinstance(model, bytes) else 'model'}: not a so-vits-svc "
-                             f"4.x ONNX synthesizer (no input {sorted(missing)})")  # fmt: skip
         meta = self.session.get_modelmeta().custom_metadata_map
+        self.meta = dict(meta)
         self.hop = int(meta.get("sovits.hop", 512))
         self.fed_source = "sine_noise" in inputs
         self.noise_dim = int(inputs["noise"].shape[1])
@@ -218,8 +258,25 @@ def load_backend(
     threads: int | None = None,
 ) -> OrtSynthesizer:
     """The ONNX Runtime synthesizer for :class:`inference.infer_tool.Svc` (``backend="onnx"``):
-    ``onnx_model`` if given, else :func:`cached_export` of the checkpoint."""
-    path = Path(onnx_model) if onnx_model else cached_export(model_path, config_path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: ONNX model not found (make one with onnx_export.py)")
-    return OrtSynthesizer(path, threads=threads, device=device)
+    ``onnx_model`` if given (checked against the checkpoint and config:
+    :func:`onnxexport.fit.check_onnx_fits`), else :func:`cached_export` of the checkpoint. A
+    damaged cache file is exported again, with a warning."""
+    from onnxexport.fit import OnnxFileError, check_onnx_fits
+
+    if onnx_model:
+        synth = OrtSynthesizer(onnx_model, threads=threads, device=device)
+        from common.hparams import load_config
+
+        check_onnx_fits(synth.meta, synth.units_dim, onnx_model, model_path, config_path,
+                        load_config(config_path))  # fmt: skip
+        return synth
+    path = cached_export(model_path, config_path)
+    try:
+        return OrtSynthesizer(path, threads=threads, device=device)
+    except OnnxFileError as e:  # a damaged cache file (killed disk, copy): export it again
+        logger.warning("%s: the cached ONNX file is damaged; exporting it again (%s)", path,
+                       str(e).split(": ", 1)[-1].split(" (export it again")[0])  # fmt: skip
+        path.unlink(missing_ok=True)
+        return OrtSynthesizer(
+            cached_export(model_path, config_path), threads=threads, device=device
+        )

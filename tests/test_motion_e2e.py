@@ -72,6 +72,9 @@ def test_end_to_end_prepare_train_convert_stream(prepared):
     # the checkpoint is plain data
     ck = torch.load(root / "logs" / "face" / "V_450.pth", weights_only=True)
     assert ck["iteration"] == 450 and ck["visemes"]["z_channels"] == 16
+    from common.fingerprint import checkpoint_sha256  # which voice model's z it reads
+
+    assert ck["visemes"]["voice_sha256"] == checkpoint_sha256(root / "G_0.pth")
 
     # a held-out take's audio through wav_to_visemes (voice model/speaker from the checkpoint)
     held = [line.strip() for line in (root / "filelists" / "val_visemes.txt").read_text().split()]
