@@ -582,7 +582,7 @@ def test_record_keeps_an_existing_take(tmp_path, capfd, monkeypatch):
         cases = [
             (["--out", "take", "--wav", "cue.wav"], 2, ["take: a take is already there"],
              "existing take, no --overwrite"),
-            (["--listen", "localhost:x", "--out", "t2"], 2, ["--listen localhost:x", "HOST:PORT"],
+            (["--listen", "localhost:x", "--out", "t2"], 2, ["--listen 'localhost:x'", "HOST:PORT"],
              "--listen without a port number"),
             (["--listen", "127.0.0.1:70000", "--out", "t2"], 2, ["out of range"], "port 70000"),
             (["--duration", "0", "--out", "t2"], 2, ["--duration 0"], "--duration 0"),
