@@ -97,7 +97,9 @@ def build_dataset(root: Path, minutes: float) -> float:
         (DATA / "librispeech").rglob("*.flac")
     )
     if not sources:
-        raise SystemExit(f"no recordings found in {DATA}")
+        raise SystemExit(
+            f"preprocess_speed: no recordings in {DATA} (vocadito/, librispeech/; is ../shared/data there?)"
+        )
     total = 0.0
     for i, src in enumerate(sources):
         wav, _ = load_audio(src, sr=44100)
@@ -127,7 +129,9 @@ def build_long(root: Path, seconds: float) -> float:
     """One file of ``seconds`` (the recordings looped) in dataset/44k/long/; returns seconds."""
     sources = sorted((DATA / "vocadito").glob("*.wav"))[:4]
     if not sources:
-        raise SystemExit(f"no recordings found in {DATA}")
+        raise SystemExit(
+            f"preprocess_speed: no recordings in {DATA} (vocadito/, librispeech/; is ../shared/data there?)"
+        )
     clips = [load_audio(s_, sr=44100)[0] for s_ in sources]
     one = np.concatenate(clips)
     n = int(seconds * 44100)
