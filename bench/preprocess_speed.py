@@ -42,7 +42,7 @@ from common.audio import load_audio, save_wav_int16  # noqa: E402
 from tests import vencoder_checkpoints as vc  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
-if not DATA.is_dir():  # a checkout with shared/ inside it
+if not DATA.is_dir() and (ROOT / "shared" / "data").is_dir():  # a checkout with shared/ inside
     DATA = ROOT / "shared" / "data"
 FILES = {  # encoder name -> file under pretrain/
     "vec768l12": "checkpoint_best_legacy_500.pt",
@@ -98,7 +98,7 @@ def build_dataset(root: Path, minutes: float) -> float:
     )
     if not sources:
         raise SystemExit(
-            f"preprocess_speed: no recordings in {DATA} (vocadito/, librispeech/; is ../shared/data there?)"
+            f"preprocess_speed: no recordings in {DATA} (vocadito/, librispeech/ there)"
         )
     total = 0.0
     for i, src in enumerate(sources):
@@ -130,7 +130,7 @@ def build_long(root: Path, seconds: float) -> float:
     sources = sorted((DATA / "vocadito").glob("*.wav"))[:4]
     if not sources:
         raise SystemExit(
-            f"preprocess_speed: no recordings in {DATA} (vocadito/, librispeech/; is ../shared/data there?)"
+            f"preprocess_speed: no recordings in {DATA} (vocadito/, librispeech/ there)"
         )
     clips = [load_audio(s_, sr=44100)[0] for s_ in sources]
     one = np.concatenate(clips)
