@@ -38,20 +38,6 @@ import torch  # noqa: E402
 import yaml  # noqa: E402
 from infer_speed import SR, cpu_info, make_work, song  # noqa: E402
 
-
-def _find_reference_formats() -> None:
-    """tests/vencoder_checkpoints looks for ../shared/reference beside the repository; from a
-    worktree one level deeper, look further up."""
-    from tests import vencoder_checkpoints as vc
-
-    if not vc.REFERENCE.is_dir():
-        for parent in ROOT.parents:
-            cand = parent / "shared" / "reference" / "formats"
-            if cand.is_dir():
-                vc.REFERENCE = cand
-                break
-
-
 METHODS = ("ddim", "pndm", "dpm-solver", "dpm-solver++", "unipc")
 
 
@@ -106,7 +92,6 @@ def main(argv=None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="diffusion_speed_") as tmp:
         work = Path(tmp)
-        _find_reference_formats()
         setup = make_work(work)
         write_diffusion(work, setup["config"]["model"]["ssl_dim"], 2)
         res["sources"] = setup["sources"]

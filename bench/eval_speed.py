@@ -48,6 +48,8 @@ def make_items(work: Path, data: Path, n: int, seconds: float) -> tuple[list[dic
     else:
         from common.synthetic import DEMO_SINGERS, sing, write_dataset
 
+        print(f"eval_speed: {lib} not found: synthetic singers instead", file=sys.stderr)
+
         kind = "synthetic singers"
         sr = 44100
         waves = [sing(seconds, DEMO_SINGERS[i % 2], seed=i)[0] for i in range(n)]

@@ -145,6 +145,10 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(args.threads)
     data = Path(args.data)
+    if not data.is_dir():
+        print(f"f0_accuracy: {data} not found (annotated recordings in vocadito/ or ptdb-tug/ "
+              "there; pass --data)", file=sys.stderr)  # fmt: skip
+        return 1
     files = find_files(data)
     if not files:
         print(f"no annotated files under {data}", file=sys.stderr)

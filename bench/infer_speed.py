@@ -56,7 +56,7 @@ SR = 44100
 
 def reference_timing() -> dict | None:
     """so-vits-svc 4.1's own ``net_g.infer`` timing (sovits-4.1.md §19), or None when absent."""
-    for base in (ROOT.parent / "shared", ROOT / "shared"):
+    for base in (ROOT.parent / "shared", ROOT.parent.parent / "shared", ROOT / "shared"):
         path = base / "reference" / "timing_infer_cpu.json"
         if path.is_file():
             d = json.loads(path.read_text())
@@ -64,6 +64,8 @@ def reference_timing() -> dict | None:
                     "machine": "2-core AMD EPYC (not this machine), torch " + str(d.get("torch")),
                     "frames": d["frames"], "median_s": d["median_s"],
                     "min_s": min(d["times_s"]), "max_s": max(d["times_s"])}  # fmt: skip
+    print("infer_speed: ../shared/reference/timing_infer_cpu.json not found: no so-vits-svc 4.1 "
+          "timing to compare with", file=sys.stderr)  # fmt: skip
     return None
 
 

@@ -145,6 +145,9 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         report["real_take"] = real_take(Path(args.data), work)
+        if report["real_take"] is None:
+            print(f"motion_eval: no testset.csv + audio.wav in {args.data}: the real take is "
+                  "left out (pass --data)", file=sys.stderr)  # fmt: skip
         if args.visemes:
             vis, lst, info = (
                 args.visemes,

@@ -42,7 +42,7 @@ from common.audio import load_audio, save_wav_int16  # noqa: E402
 from tests import vencoder_checkpoints as vc  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
-if not DATA.is_dir():  # a checkout with shared/ inside it
+if not DATA.is_dir() and (ROOT / "shared" / "data").is_dir():  # a checkout with shared/ inside
     DATA = ROOT / "shared" / "data"
 FILES = {  # encoder name -> file under pretrain/
     "vec768l12": "checkpoint_best_legacy_500.pt",
@@ -97,7 +97,9 @@ def build_dataset(root: Path, minutes: float) -> float:
         (DATA / "librispeech").rglob("*.flac")
     )
     if not sources:
-        raise SystemExit(f"no recordings found in {DATA}")
+        raise SystemExit(
+            f"preprocess_speed: no recordings in {DATA} (vocadito/, librispeech/ there)"
+        )
     total = 0.0
     for i, src in enumerate(sources):
         wav, _ = load_audio(src, sr=44100)
@@ -127,7 +129,9 @@ def build_long(root: Path, seconds: float) -> float:
     """One file of ``seconds`` (the recordings looped) in dataset/44k/long/; returns seconds."""
     sources = sorted((DATA / "vocadito").glob("*.wav"))[:4]
     if not sources:
-        raise SystemExit(f"no recordings found in {DATA}")
+        raise SystemExit(
+            f"preprocess_speed: no recordings in {DATA} (vocadito/, librispeech/ there)"
+        )
     clips = [load_audio(s_, sr=44100)[0] for s_ in sources]
     one = np.concatenate(clips)
     n = int(seconds * 44100)

@@ -98,6 +98,9 @@ def build_dataset(data: Path, work: Path, extra: bool = False) -> None:
     raw, held = work / "dataset_raw", work / "heldout"
     if (work / "dataset_raw.done").is_file():
         return
+    if not data.is_dir():
+        raise SystemExit(f"quality_recipe: {data} not found (vocadito/, librispeech/, sms-tools/ "
+                         "there; pass --data)")  # fmt: skip
     missing = [p for p in [*(f"vocadito/{f}" for f in VOCADITO), *(f"librispeech/{s}"
                for s in LIBRISPEECH), *UNSEEN, *(EXTRA if extra else ())]
                if not (data / p).exists()]  # fmt: skip

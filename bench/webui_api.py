@@ -49,12 +49,8 @@ def make_work(work: Path, tiny: bool) -> dict:
 
         make_workdir(work)
         return {"model": "tiny test voice (tests/infer_fixtures.py)", "speaker": "alto"}
-    import tests.vencoder_checkpoints as vc
     from bench.infer_speed import make_work as full_work
 
-    if not vc.REFERENCE.is_dir():  # a worktree: find ../shared/reference/formats further up
-        vc.REFERENCE = next((p / "shared/reference/formats" for p in ROOT.parents
-                             if (p / "shared/reference/formats").is_dir()), vc.REFERENCE)  # fmt: skip
     info = full_work(work)
     return {
         "model": "template config vec768l12, random-init G",

@@ -10,7 +10,9 @@ registered buffers (they are in the state dict, as in 4.1). Mels are normalised 
   -> mel [B, T, M]``: from ``q(x_{k_step−1} | norm(gt_spec))`` (shallow diffusion) or from
   noise at ``k_step_max`` steps, then :func:`diffusion.samplers.sample`.
 
-All noise comes from ``generator`` when one is given (reproducible conversions).
+All noise comes from ``generator`` when one is given (reproducible conversions), drawn as 4.1
+draws it: the noise added to a mel (training, shallow start) is ``randn_like`` of the transposed
+``[B, 1, M, T]`` view, so a 4.1 model gives 4.1's output for the same seed.
 """
 
 from __future__ import annotations
@@ -111,10 +113,17 @@ class GaussianDiffusion(nn.Module):
         def randn(shape):
             return torch.randn(shape, generator=generator, device=device, dtype=dtype)
 
+        def randn_like(x0):
+            """4.1's ``torch.randn_like(x0)`` on the transposed view ``x0 [B, 1, M, T]`` (strides
+            of ``[B, T, M]``): the draw keeps those strides, and torch fills a non-contiguous
+            tensor element by element in memory order, so the numbers (not only their order)
+            differ from a contiguous ``randn`` of the same seed."""
+            return torch.empty_like(x0, dtype=dtype).normal_(generator=generator)
+
         if not infer:
             x0 = self.norm_spec(gt_spec).transpose(1, 2)[:, None, :, :]  # [B, 1, M, T]
             t = torch.randint(0, self.k_step, (b,), device=device, generator=generator)
-            noise = randn(x0.shape)
+            noise = randn_like(x0)
             x_noisy = self.q_sample(x0, t, noise)
             return F.mse_loss(noise, self.denoise_fn(x_noisy, t, cond))
 
@@ -126,7 +135,7 @@ class GaussianDiffusion(nn.Module):
             t = int(k_step)
             x0 = self.norm_spec(gt_spec).transpose(1, 2)[:, None, :, :]
             x = self.q_sample(x0, torch.full((b,), t - 1, device=device, dtype=torch.long),
-                              randn(x0.shape))  # fmt: skip
+                              randn_like(x0))  # fmt: skip
         projected = self.denoise_fn.project_cond(cond)
 
         def eps(x_t: torch.Tensor, step: torch.Tensor) -> torch.Tensor:

@@ -5,9 +5,12 @@
   are independent), so the result equals :func:`modules.mel_processing.spectrogram_torch`.
 - :func:`encode_chunked`: a speech encoder over chunks of ``chunk_s`` seconds with
   ``context_s`` seconds of real signal on each side, computed and then dropped. The HuBERT-style
-  conv front-end maps a chunk that starts at sample ``320·k`` onto global frames ``k, k+1, ...``;
-  the transformer's attention and the first layer's group norm see the chunk and its context
-  rather than the whole file, so the units differ slightly from one pass. Inputs up to
+  conv front-end maps a chunk that starts at sample ``320·k`` onto global frames ``k, k+1, ...``.
+  The normalisations that see the whole input in one pass take the whole file's statistics
+  (:meth:`vencoder.ssl.Wav2Vec2Encoder.whole_file_stats`: the first conv's per-channel group
+  norm, the waveform layer norm of WavLM / DPHuBERT), so a loud and a quiet part of the file
+  are normalised alike; only the transformer's attention sees the chunk and its context rather
+  than the whole file, so the units differ slightly from one pass. Inputs up to
   ``whole_s`` (default ``chunk_s + 2·context_s``) run in one pass, exactly as so-vits does.
   ContentVec's first conv layer holds three copies of ``512 × samples/5`` floats (≈ 0.8 GB for a
   40 s window), so the chunk size sets most of the encoder's peak memory.
@@ -82,13 +85,14 @@ def encode_chunked(encoder, wav16k: torch.Tensor, chunk_s: float = 30.0,
     whole = (chunk + 2 * ctx) * HOP16 if whole_s is None else int(whole_s * 16000)
     if not chunkable(encoder) or n <= whole:
         return encoder.encoder(wav16k)
+    stats = encoder.whole_file_stats(wav16k)
     # [1, C, T16] filled chunk by chunk: no second copy of the units from a final cat
     out = None
     a = 0
     while True:
         lo = max(0, a - ctx)
         end = (a + chunk + ctx) * HOP16 + 400  # the last frame's window reaches 400 samples
-        units = encoder.encoder(wav16k[lo * HOP16 : end])  # [1, C, t]
+        units = encoder.encoder(wav16k[lo * HOP16 : end], stats)  # [1, C, t]
         last = end >= n
         part = units[:, :, a - lo : None if last else a - lo + chunk]
         if out is None:  # the conv front-end's frame count for the whole input

@@ -78,6 +78,92 @@ def test_shallow_diffusion_every_sampler_seed_mix_and_second_encoding(work, monk
     assert len(out) == len(wav) and np.isfinite(out).all()
 
 
+@pytest.mark.parametrize("layout", ["shd", "contiguous"])
+def test_same_seed_gives_41s_start_noise_and_mel(work, monkeypatch, layout):
+    """A 4.1-layout ``model_0.pt``: the start point is 4.1's ``q_sample(x_start)`` with
+    ``noise = torch.randn_like(x_start)`` drawn right after seeding, ``x_start`` being the view
+    ``norm(mel).transpose(1, 2)[:, None]``, and the mel is the sampler's from it. randn_like
+    keeps ``x_start``'s strides and fills a non-contiguous tensor element by element, so the
+    numbers depend on the mel's layout: ``shd`` is the -shd path, whose mel is the vocoder's
+    transposed ``[B, T, M]`` view (§5.2; ``x_start`` contiguous); ``contiguous`` is a contiguous
+    mel as 4.1's training batches give (``x_start`` not contiguous: other numbers than a plain
+    ``randn`` of the seed, which the start used before)."""
+    import diffusion.gaussian as gaussian
+    from diffusion.samplers import sample
+
+    root, _ = work
+    svc = _svc(root, monkeypatch, shallow_diffusion=True)
+    svc.diffusion_args.infer["method"] = "ddim" if layout == "shd" else "dpm-solver++"
+    dec = svc.diffusion_model.decoder
+    seen = {}
+    real_forward, real_sample = dec.forward, gaussian.sample
+
+    def forward(condition, gt_spec=None, **kw):
+        seen.update(condition=condition.clone(), gt_spec=gt_spec, **kw)
+        seen["mel"] = real_forward(condition, gt_spec, **kw)
+        return seen["mel"]
+
+    def spy(method, eps, x, *args):
+        seen["x"] = x.clone()
+        return real_sample(method, eps, x, *args)
+
+    monkeypatch.setattr(dec, "forward", forward)
+    monkeypatch.setattr(gaussian, "sample", spy)
+    if layout == "shd":
+        wav = sf.read(root / "raw" / "song.wav", dtype="float32")[0][: int(0.6 * 44100)]
+        svc.infer("bass", 0, wav, k_step=100, seed=5)
+        assert seen["gt_spec"].transpose(1, 2).is_contiguous()  # the vocoder's view, as in 4.1
+    else:
+        g = torch.Generator().manual_seed(0)
+        units, f0 = torch.randn(1, 30, 8, generator=g), torch.full((1, 30, 1), 220.0)
+        mel = torch.rand(1, 30, 128, generator=g) * 10 - 10
+        with torch.inference_mode():
+            svc.diffusion_model(units, f0, torch.rand(1, 30, 1, generator=g), torch.tensor([[1]]),
+                                gt_spec=mel, infer_speedup=10, method="dpm-solver++", k_step=100,
+                                generator=torch.Generator().manual_seed(5))  # fmt: skip
+    # the reference computation, in 4.1's draw order on the global generator
+    k = seen["k_step"]
+    assert k == 100 and seen["gt_spec"].shape[-1] == 128
+    x_start = dec.norm_spec(seen["gt_spec"]).transpose(1, 2)[:, None, :, :]
+    assert x_start.is_contiguous() == (layout == "shd")
+    torch.manual_seed(5)
+    noise = torch.randn_like(x_start)
+    x_ref = (
+        dec.sqrt_alphas_cumprod[k - 1] * x_start + dec.sqrt_one_minus_alphas_cumprod[k - 1] * noise
+    )
+    assert torch.equal(seen["x"], x_ref)
+    torch.manual_seed(5)
+    assert torch.equal(torch.randn(x_start.shape), noise) == (layout == "shd")
+    cond = seen["condition"].transpose(1, 2)
+    with torch.inference_mode():
+        x = sample(seen["method"], lambda x_t, t: dec.denoise_fn(x_t, t, cond), x_ref,
+                   dec.buffers_dict(), k, seen["infer_speedup"])  # fmt: skip
+    mel_ref = dec.denorm_spec(x.squeeze(1).transpose(1, 2))
+    torch.testing.assert_close(seen["mel"], mel_ref, rtol=0, atol=1e-5)
+
+
+def test_training_noise_is_drawn_like_41():
+    """train_diff: ``t = randint``, then ``noise = randn_like(x_start)`` on the transposed view."""
+    from common.hparams import HParams
+    from diffusion import build_unit2mel
+    from tests.diffusion_fixtures import diffusion_config
+
+    torch.manual_seed(0)
+    net = build_unit2mel(HParams(**diffusion_config(SPK)))
+    dec = net.decoder
+    cond = torch.randn(2, 40, 8)
+    mel = torch.rand(2, 40, 128) * 10 - 10
+    torch.manual_seed(9)
+    loss = dec(cond, gt_spec=mel, infer=False)
+    torch.manual_seed(9)
+    x_start = dec.norm_spec(mel).transpose(1, 2)[:, None, :, :]
+    t = torch.randint(0, dec.k_step, (2,))
+    noise = torch.randn_like(x_start)
+    x_t = dec.q_sample(x_start, t, noise)
+    ref = torch.nn.functional.mse_loss(noise, dec.denoise_fn(x_t, t, cond.transpose(1, 2)))
+    assert torch.equal(loss, ref)
+
+
 def test_only_diffusion_in_process(work, monkeypatch):
     root, _ = work
     from inference.infer_tool import Svc

@@ -226,7 +226,7 @@ def test_encoder_export_parity(work):
 @pytest.mark.parametrize("name", ["vec768l12", "vec256l9"])
 def test_contentvec_encoder_export(tmp_path, name):
     """vec-768-layer-12.onnx / vec-256-layer-9.onnx from a tiny ContentVec file in fairseq's
-    format (needs the reference layout in ../shared/reference)."""
+    format (the reference layout in tests/data/formats)."""
     from onnxexport.encoder import export_encoder
     from tests.vencoder_checkpoints import TINY_CONTENTVEC, reference_json, write_fairseq_hubert
     from vencoder import get_speech_encoder

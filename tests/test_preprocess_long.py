@@ -47,6 +47,13 @@ def contentvec(tmp_path_factory):
     return get_speech_encoder("vec768l12", device="cpu", path=path)
 
 
+def _loudness_step(seconds: float, seed: int) -> torch.Tensor:
+    """A voice whose second half is 10x louder than its first (16 kHz)."""
+    wav = _voice(seconds, 16000, seed=seed)
+    wav[: len(wav) // 2] *= 0.1
+    return torch.from_numpy(wav)
+
+
 def test_chunked_encoder_matches_one_pass(contentvec):
     from preprocess.long_inputs import encode_chunked
 
@@ -63,6 +70,73 @@ def test_chunked_encoder_matches_one_pass(contentvec):
     with torch.inference_mode():
         bare = encode_chunked(contentvec, wav, chunk_s=0.6, context_s=0.0)
     assert _rel(bare, whole) > 2 * _rel(chunked, whole)
+
+
+def test_chunked_encoder_on_a_loudness_step(tmp_path, monkeypatch):
+    """Chunks of 0.6 s with 0.6 s of context on a 4 s file with a 10x loudness step at 2 s, through
+    a tiny WavLM (group norm after conv0) whose relative-position bias keeps the attention within
+    a few frames, as a trained model's mostly is (random-init attention spreads nearly evenly
+    over the window, so what it sees of the file would swamp the normalisation). With the
+    whole-file statistics the chunked units are the one pass's (rel. 5e-7); with each window's
+    own statistics, the earlier behaviour, they were 45 % off (0.8 % on a level-matched file)."""
+    from preprocess.long_inputs import encode_chunked
+    from tests.vencoder_checkpoints import TINY_WAVLM, write_wavlm
+    from vencoder import get_speech_encoder
+    from vencoder.ssl import Wav2Vec2Encoder
+
+    torch.manual_seed(0)
+    path = tmp_path / "WavLM-Base+.pt"
+    write_wavlm(path, reference_json("WavLM-Base+.json"), TINY_WAVLM)
+    enc = get_speech_encoder("wavlmbase+", device="cpu", path=path)
+    table = enc.model.encoder.layers[0].self_attn.relative_attention_bias.weight  # [buckets, H]
+    table.data[:] = -3.0 * (torch.arange(len(table)) % (len(table) // 2))[:, None]  # -3·|Δ|
+    wav = _loudness_step(4.0, seed=1)
+    with torch.inference_mode():
+        whole = enc.encoder(wav)
+        chunked = encode_chunked(enc, wav, chunk_s=0.6, context_s=0.6)
+    assert chunked.shape == whole.shape
+    assert _rel(chunked, whole) < 1e-5, _rel(chunked, whole)
+    own = {"wave": None, "conv0": None}  # each window normalised with its own statistics
+    monkeypatch.setattr(Wav2Vec2Encoder, "whole_file_stats", lambda self, wav: own)
+    with torch.inference_mode():
+        per_window = encode_chunked(enc, wav, chunk_s=0.6, context_s=0.6)
+    assert _rel(per_window, whole) > 0.2, _rel(per_window, whole)
+
+
+def test_whole_file_stats_are_the_one_pass_statistics(contentvec, tmp_path):
+    """Pooled block by block they equal the group norm's own over the whole conv0 output; a
+    window of a file with a 10x loudness step gets the one pass's conv front-end features (6.6 %
+    off with its own statistics); a file encoded as one window with its whole-file statistics
+    gives the one-pass units; likewise for a waveform-normalising model (WavLM ``normalize``)."""
+    from tests.vencoder_checkpoints import TINY_WAVLM, write_wavlm
+    from vencoder import get_speech_encoder
+
+    wav = _loudness_step(4.0, seed=1)
+    stats = contentvec.whole_file_stats(wav, block_s=0.23)  # 18 blocks, the last one short
+    fe = contentvec.model.feature_extractor
+    conv0 = fe.conv_layers[0].conv(wav[None, None])[0]
+    var, mean = torch.var_mean(conv0.double(), dim=1, unbiased=False)
+    assert stats["wave"] is None
+    torch.testing.assert_close(stats["conv0"][0], mean, rtol=1e-6, atol=1e-9)
+    torch.testing.assert_close(stats["conv0"][1], var, rtol=1e-6, atol=1e-12)
+    with torch.inference_mode():
+        one_pass = fe(wav[None])  # [1, T, C]
+        window = wav[60 * 320 : 150 * 320 + 80]  # frames 60 … 149, inside the quiet half
+        ref = one_pass[:, 60:150]
+        assert _rel(fe(window[None], stats["conv0"]), ref) < 1e-5
+        assert _rel(fe(window[None]), ref) > 0.03
+        short = wav[:20000]
+        torch.testing.assert_close(contentvec.encoder(short, contentvec.whole_file_stats(short)),
+                                   contentvec.encoder(short), rtol=1e-4, atol=1e-5)  # fmt: skip
+    path = tmp_path / "WavLM-Base+.pt"
+    write_wavlm(path, reference_json("WavLM-Base+.json"), {**TINY_WAVLM, "normalize": True})
+    wavlm = get_speech_encoder("wavlmbase+", device="cpu", path=path)
+    short = short + 0.05
+    stats = wavlm.whole_file_stats(short, block_s=0.2)
+    assert stats["wave"] is not None and stats["conv0"] is not None
+    torch.testing.assert_close(stats["wave"][0].float(), short.mean())
+    torch.testing.assert_close(wavlm.encoder(short, stats), wavlm.encoder(short),
+                               rtol=1e-4, atol=1e-5)  # fmt: skip
 
 
 def test_bf16_encoder_units_near_fp32(contentvec):

@@ -1,7 +1,7 @@
 """The test checkpoints are faithful to the real files, and the loaders fit the real shapes.
 
 1. Each layout generator, given the real config, reproduces the JSON state-dict listing of
-   ../shared/reference/formats exactly (names, order, shapes), and the tiny files carry the same
+   tests/data/formats exactly (names, order, shapes), and the tiny files carry the same
    pickle globals as the real ones.
 2. Each reader + model, fed the JSON listing at real size as ``meta`` tensors (nothing is
    allocated), loads with no key missing or left over and has the reference's sizes.

@@ -1,5 +1,5 @@
 """Writers of speech-encoder checkpoints in the exact on-disk formats of the real files
-(../shared/reference/formats/*.json), for tests: same top-level structure, same key names in the
+(tests/data/formats/*.json, copied from the shared reference folder), for tests: same top-level structure, same key names in the
 same order, same config fields, same pickle globals; only the sizes are tiny.
 
 Each ``*_layout(config)`` returns the ordered ``[(key, shape)]`` of the file's state dict as the
@@ -20,19 +20,17 @@ from pathlib import Path
 
 import torch
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "formats"
-if not REFERENCE.is_dir():  # a clone with shared/ beside the repository root
-    REFERENCE = Path(__file__).resolve().parents[1] / "shared" / "reference" / "formats"
+REFERENCE = Path(__file__).resolve().parent / "data" / "formats"
 
 
 def reference_json(name: str) -> dict:
-    """A reference layout from ../shared/reference/formats (always beside the repo in CI): a missing
-    file fails the test instead of skipping it."""
+    """A reference layout from tests/data/formats (kept with the tests): a missing file fails the
+    test instead of skipping it."""
     import pytest
 
     path = REFERENCE / name
     if not path.is_file():
-        pytest.fail(f"{path} not found: the tests need ../shared beside the repo")
+        pytest.fail(f"{path} not found: copy it into tests/data/formats (tests/data/README.md)")
     return json.loads(path.read_text())
 
 

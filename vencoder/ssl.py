@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from common.checkpoint import safe_load
 from vencoder.base import EncoderError, SpeechEncoder, load_strict, prepare_wav
-from vencoder.wav2vec2 import Wav2Vec2Config, Wav2Vec2Model
+from vencoder.wav2vec2 import EPS, Wav2Vec2Config, Wav2Vec2Model
 
 
 class Wav2Vec2Encoder(SpeechEncoder):
@@ -74,14 +74,57 @@ class Wav2Vec2Encoder(SpeechEncoder):
             block.time_major = True
 
     @torch.no_grad()
-    def encoder(self, wav) -> torch.Tensor:
+    def whole_file_stats(self, wav, block_s: float = 10.0) -> dict:
+        """What one pass of :meth:`encoder` over ``wav [L16]`` normalises with, for encoding the
+        file window by window (:func:`preprocess.long_inputs.encode_chunked`): ``"wave"``: the
+        waveform's ``(mean, var)`` when the model layer-norms it; ``"conv0"``: the first
+        convolution's ``(mean [C], var [C])`` over time when its GroupNorm normalises each
+        channel ("group_norm" extractor mode). The convolution is local, so it runs over blocks
+        of ``block_s`` seconds and their moments are pooled in float64 (Chan et al.): the whole
+        file's statistics in one block's memory."""
         wav = prepare_wav(wav, self.min_samples, self.name).to(self.device)
         if self.pad:
             wav = F.pad(wav, (self.pad, self.pad))
+        stats = {"wave": None, "conv0": None}
         if self.normalize:
+            var, mean = torch.var_mean(wav.double(), dim=0, unbiased=False)
+            stats["wave"] = (mean, var)
+            wav = ((wav - mean) / torch.sqrt(var + EPS)).float()
+        block = self.model.feature_extractor.conv_layers[0]
+        if block.norm_kind != "group_norm":
+            return stats
+        _, k, hop = self.config.conv_layers[0]
+        n_frames = (len(wav) - k) // hop + 1
+        step = max(1, int(block_s * 16000) // hop)
+        n, mean, m2 = 0, 0.0, 0.0
+        with self.net_autocast():
+            for a in range(0, n_frames, step):
+                nb = min(step, n_frames - a)
+                y = block.conv_out(wav[a * hop : (a + nb - 1) * hop + k][None, None])[0]
+                var_b, mean_b = torch.var_mean(y.float(), dim=1, unbiased=False)  # [C] each
+                mean_b, m2_b = mean_b.double(), var_b.double() * nb
+                delta, total = mean_b - mean, n + nb
+                mean = mean + delta * (nb / total)
+                m2 = m2 + m2_b + delta**2 * (n * nb / total)
+                n = total
+        stats["conv0"] = (mean, m2 / n)
+        return stats
+
+    @torch.no_grad()
+    def encoder(self, wav, stats: dict | None = None) -> torch.Tensor:
+        """``wav [L16]`` → ``[1, C, T16]``. ``stats``: :meth:`whole_file_stats` of the file that
+        ``wav`` is a window of, to normalise with instead of the window's own statistics."""
+        wav = prepare_wav(wav, self.min_samples, self.name).to(self.device)
+        if self.pad:
+            wav = F.pad(wav, (self.pad, self.pad))
+        stats = stats or {"wave": None, "conv0": None}
+        if self.normalize and stats["wave"] is not None:
+            mean, var = stats["wave"]
+            wav = ((wav - mean) / torch.sqrt(var + EPS)).float()
+        elif self.normalize:
             wav = F.layer_norm(wav, wav.shape)
         with self.net_autocast():
-            x = self.model(wav.unsqueeze(0), self.output_layer)
+            x = self.model(wav.unsqueeze(0), self.output_layer, stats["conv0"])
             if self.use_final_proj:
                 x = self.model.final_proj(x)
         return x.float().transpose(1, 2)

@@ -101,9 +101,20 @@ class ConvBlock(nn.Module):
         #: bf16) instead of its NCHW path, output time-major; same products, other summation order
         self.time_major = False
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = _conv_time_major(self.conv, x) if self.time_major else self.conv(x)
-        if self.norm_kind == "group_norm":
+    def conv_out(self, x: torch.Tensor) -> torch.Tensor:
+        """The convolution alone: ``[B, C_in, L] -> [B, C_out, L']``."""
+        return _conv_time_major(self.conv, x) if self.time_major else self.conv(x)
+
+    def forward(self, x: torch.Tensor, stats: tuple | None = None) -> torch.Tensor:
+        """``stats``: ``(mean [C], var [C])`` for the group norm instead of those of ``x`` over
+        time (a window of a long file normalised with the whole file's statistics)."""
+        x = self.conv_out(x)
+        if self.norm_kind == "group_norm" and stats is not None:  # per channel: batch_norm's form
+            mean, var = (s_.to(x.device, torch.float32) for s_ in stats)  # fp32, as autocast's
+            x = F.batch_norm(
+                x.float(), mean, var, self.norm.weight, self.norm.bias, False, 0.0, EPS
+            )
+        elif self.norm_kind == "group_norm":
             x = self.norm(x)
         elif self.norm_kind == "layer_norm":  # over channels
             x = self.norm(x.transpose(1, 2)).transpose(1, 2)
@@ -132,9 +143,9 @@ class FeatureExtractor(nn.Module):
         else:
             self.dummy_weight = None
 
-    def forward(self, wav: torch.Tensor) -> torch.Tensor:
-        x = wav.unsqueeze(1)
-        for block in self.conv_layers:
+    def forward(self, wav: torch.Tensor, conv0_stats: tuple | None = None) -> torch.Tensor:
+        x = self.conv_layers[0](wav.unsqueeze(1), conv0_stats)
+        for block in self.conv_layers[1:]:
             x = block(x)
         x = x.transpose(1, 2)
         if self.dummy_weight is not None:
@@ -342,9 +353,12 @@ class Wav2Vec2Model(nn.Module):
     def num_layers(self) -> int:
         return len(self.encoder.layers)
 
-    def forward(self, wav: torch.Tensor, output_layer: int | None = None) -> torch.Tensor:
+    def forward(
+        self, wav: torch.Tensor, output_layer: int | None = None, conv0_stats: tuple | None = None
+    ) -> torch.Tensor:
+        """``conv0_stats``: see :meth:`ConvBlock.forward` (used only in "group_norm" mode)."""
         if output_layer is not None and not 1 <= output_layer <= self.num_layers:
             raise ValueError(f"output_layer {output_layer} outside 1..{self.num_layers}")
-        x = self.feature_extractor(wav)
+        x = self.feature_extractor(wav, conv0_stats)
         x = self.post_extract_proj(self.layer_norm(x))
         return self.encoder(x, output_layer)
