@@ -261,8 +261,15 @@ def test_end_to_end_matches_unit2mel(exported, variant, method, speedup, shallow
                     gt_spec=None if gt is None else torch.from_numpy(gt), infer_speedup=speedup,
                     method=method, k_step=shallow or 0,
                     generator=torch.Generator().manual_seed(seed)).numpy()  # fmt: skip
-    # Unit2Mel.forward's first draw is the initial noise [1, 1, M, T] (or the q_sample noise)
-    noise = torch.randn(1, 1, MEL, T, generator=torch.Generator().manual_seed(seed)).numpy()
+    # Unit2Mel.forward's first draw is the initial noise [1, 1, M, T], or the q_sample noise,
+    # which 4.1 draws with randn_like on the transposed mel [1, 1, M, T] (strides of [1, T, M]:
+    # filled element by element in memory order, other numbers than a contiguous randn)
+    g = torch.Generator().manual_seed(seed)
+    if shallow:
+        view = torch.empty(1, T, MEL).transpose(1, 2)[:, None]
+        noise = torch.empty_like(view).normal_(generator=g).numpy()
+    else:
+        noise = torch.randn(1, 1, MEL, T, generator=g).numpy()
     feeds = dict(hubert=hubert, mel2ph=mel2ph, f0=f0, volume=volume, spk_mix=mix)
     if shallow:
         got = consumer(sess, feeds, q_sample_np(gt, shallow - 1, noise), shallow, speedup, method)
