@@ -70,9 +70,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    from training.trainer import TrainOptions, run
+    from training.trainer import TrainOptions, check_options, run
 
-    run(TrainOptions(**vars(args)))
+    opts = TrainOptions(**vars(args))
+    check_options(opts)
+    run(opts)
     return 0
 
 

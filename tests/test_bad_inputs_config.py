@@ -639,3 +639,27 @@ def test_onnx_export_removes_stale_temporaries(tmp_path, capfd, monkeypatch):
     check_one_line(proc.returncode, proc.stderr, 1, "folder not found",
                    kind="no model folder", script="onnx_export.py")  # fmt: skip
     assert not (ck / "m").exists()  # the lock did not create it
+
+
+@pytest.mark.parametrize(
+    "flags, says",
+    [
+        (["--max_steps", "0"], "--max_steps 0: must be >= 1"),
+        (["--log_interval", "0"], "--log_interval 0: must be >= 1"),
+        (["--eval_interval", "-3"], "--eval_interval -3: must be >= 1"),
+        (["--keep_ckpts", "-1"], "--keep_ckpts -1: must be >= 0"),
+        (["--num_workers", "-2"], "--num_workers -2: must be >= 0"),
+        (["--grad_clip_norm", "nan"], "--grad_clip_norm nan: must be a finite number"),
+        (["--grad_clip_value", "-1"], "--grad_clip_value -1.0: must be a finite number"),
+    ],
+)
+def test_train_py_flags_out_of_range_are_one_line(flags, says, tmp_path, monkeypatch, capfd):
+    """train.py's own flags are checked before anything is read (exit 2, one line, no files)."""
+    import train
+
+    monkeypatch.chdir(tmp_path)
+    capfd.readouterr()
+    rc = run_main(train.main, ["-m", "44k", *flags])
+    err = capfd.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and err[0].startswith(says), err
+    assert not list(tmp_path.iterdir())

@@ -75,6 +75,27 @@ class TrainOptions:
     allow_partial: bool = False  # load checkpoints that do not fit the config (experts)
 
 
+def check_options(opts: TrainOptions) -> None:
+    """train.py's flags, before anything is loaded: out of range is one line (exit 2)."""
+    import math
+
+    from common.errors import UsageError
+
+    for flag, value, low in (("--max_steps", opts.max_steps, 1), ("--log_interval",
+                             opts.log_interval, 1), ("--eval_interval", opts.eval_interval, 1),
+                             ("--keep_ckpts", opts.keep_ckpts, 0),
+                             ("--num_workers", opts.num_workers, 0)):  # fmt: skip
+        if value is not None and value < low:
+            raise UsageError(f"{flag} {value}: must be >= {low}"
+                             + (" (0 keeps every checkpoint)" if flag == "--keep_ckpts" else ""))  # fmt: skip
+    for flag, value in (("--grad_clip_norm", opts.grad_clip_norm),
+                        ("--grad_clip_value", opts.grad_clip_value)):  # fmt: skip
+        if value is not None and not (math.isfinite(value) and value >= 0):
+            raise UsageError(f"{flag} {value}: must be a finite number >= 0 (0 = off)")
+    if opts.device == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda: CUDA is not available here", "use --device cpu")
+
+
 # ----------------------------------------------------------------------------------------------
 # small helpers
 # ----------------------------------------------------------------------------------------------
