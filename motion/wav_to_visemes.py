@@ -45,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     from common.audio import AudioError
     from common.checkpoint import CheckpointError
+    from common.errors import InputError, UserError
     from motion.predict import VisemesPredictor
     from motion.voice import PosteriorEncoder
 
@@ -63,13 +64,14 @@ def main(argv: list[str] | None = None) -> int:
         from common.hparams import load_config
 
         pred.check_voice(load_config(config), config, model)  # z width, rate, the voice's weights
+    except UserError:
+        raise
     except (CheckpointError, OSError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+        raise InputError(str(e)) from None
     if enc.channels != pred.z_channels:
-        print(f"error: {model} has {enc.channels} z channels, the visemes model expects "
-              f"{pred.z_channels}", file=sys.stderr)  # fmt: skip
-        return 1
+        raise InputError(f"{model}: has {enc.channels} z channels, the visemes model "
+                         f"{args.visemes} expects {pred.z_channels}",
+                         "use the voice model the visemes model was trained on")  # fmt: skip
     failed = 0
     for path in args.inputs:
         try:
@@ -79,8 +81,13 @@ def main(argv: list[str] | None = None) -> int:
             failed += 1
             continue
         print(f"{path}: {n} frames → {npy}, {csv}")
-    return 1 if failed == len(args.inputs) else 0
+    if failed:
+        # every one skipped: nothing written (1); some: a partial batch (3), as other batch tools
+        return 1 if failed == len(args.inputs) else 3
+    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from common.cli import run_main
+
+    sys.exit(run_main(main))

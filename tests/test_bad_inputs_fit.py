@@ -496,3 +496,19 @@ def test_http_load_refuses_a_diffusion_model_of_another_voice(work, monkeypatch)
     finally:
         (listed / "model_wide.pt").unlink()
         (listed / "wide.yaml").unlink()
+
+
+def test_wav_to_visemes_bad_visemes_file_is_one_line(tmp_path, monkeypatch, capfd):
+    """motion/wav_to_visemes.py goes through run_main: a file that is not a visemes checkpoint is
+    one line naming it (exit 1), no traceback, nothing written."""
+    from motion import wav_to_visemes
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "junk.pth").write_bytes(b"not a checkpoint at all")
+    sf.write(tmp_path / "a.wav", np.zeros(44100, np.float32), 44100)
+    capfd.readouterr()
+    rc = run_main(wav_to_visemes.main, ["a.wav", "-v", "junk.pth"])
+    err = capfd.readouterr().err.strip().splitlines()
+    assert rc == 1 and len(err) == 1 and "junk.pth" in err[0], err
+    assert "Traceback" not in err[0] and "internal error" not in err[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.wav", "junk.pth"]
