@@ -130,6 +130,8 @@ class _MixOnly:
         self.speaker_id = Svc.speaker_id.__get__(self)
         self.build_spk_mix = Svc.build_spk_mix.__get__(self)
         self.speaker_name = Svc.speaker_name.__get__(self)
+        self._diffusion_speaker = Svc._diffusion_speaker.__get__(self)
+        self.diffusion_model = None
 
 
 @settings(
