@@ -4,13 +4,17 @@ One app serves all three; ``flask_api.py`` (port 6842) and ``flask_api_full_song
 start it with a model loaded once per process.
 
 - ``POST /voiceChangeModel`` (4.1's flask_api.py, unchanged for the VST plug-in): multipart
-  ``sample`` (wav), ``fPitchChange`` (semitones), ``sampleRate`` (the DAW's rate; 0 = the model's),
-  ``sSpeakId`` (speaker id). Answers a 16-bit wav at ``sampleRate``. The chunk is converted whole
-  (no silence slicing), cluster ratio 0, noise 0.4, f0 ``pm``, as the reference's raw path.
+  ``sample`` (wav), ``fPitchChange`` (semitones), ``sampleRate`` (the DAW's rate; 0 = the chunk's own rate),
+  ``sSpeakId`` (speaker id). Answers a 16-bit wav at that rate with
+  exactly as many samples as the chunk (``round(N · sampleRate / chunk rate)``: the same count when
+  the rates agree, so consecutive chunks play without a gap; :meth:`VoiceService.infer_chunk`).
+  The chunk is converted whole (no silence slicing), cluster ratio 0, noise 0.4, f0 ``pm``, as the
+  reference's raw path.
 - ``POST /wav2wav`` (4.1's flask_api_full_song.py): multipart ``audio`` (**uploaded**; 4.1 read a
   server path from ``audio_path``, which is refused here), ``tran``, ``spk``, ``wav_format``.
   Silence slicing at -40 dB, pad 0.5 s, answers ``temp.<wav_format>``.
-- ``/api/v1/...``: list voices, diffusion models and speakers, load a listed voice (optionally with
+- ``/api/v1/...``: list voices (``shipped: true`` for the read-only ``pretrain/<name>/`` ones, e.g.
+  ``pretrain/demo_voice``), diffusion models and speakers, load a listed voice (optionally with
   shallow diffusion / only diffusion and a listed diffusion model + config, or the ONNX Runtime
   backend), convert with every option of :class:`webui.service.ConvertOptions` (``k_step`` and
   ``second_encoding`` apply with diffusion; the output is named ``..._sovdiff_...`` / ``..._diff_...``
@@ -45,11 +49,12 @@ from webui.service import (
     check_server_flags,
     message,
     user_errors,
+    validation_message,
 )
 
 MEDIA_TYPES = {"wav": "audio/wav", "flac": "audio/flac", "mp3": "audio/mpeg", "ogg": "audio/ogg"}
 MAX_SEMITONES = 48.0
-DAW_RATES = (8000, 384000)  # sampleRate: 0 (the model's) or within these
+DAW_RATES = (8000, 384000)  # sampleRate: 0 (the chunk's own rate) or within these
 MAX_SPK_MIX_CHARS = 64_000
 
 
@@ -211,8 +216,6 @@ def create_app(service: VoiceService, max_upload_mb: float = 50.0) -> FastAPI:
         sampleRate: Annotated[str | None, Form()] = None,  # noqa: N803
         sSpeakId: Annotated[str | None, Form()] = None,  # noqa: N803
     ) -> Response:
-        from common.audio import resample
-
         tran = _float_field(fPitchChange, "fPitchChange")
         daw_sr = _int_field(sampleRate, "sampleRate")
         sid = _int_field(sSpeakId, "sSpeakId")
@@ -221,14 +224,11 @@ def create_app(service: VoiceService, max_upload_mb: float = 50.0) -> FastAPI:
                 f"fPitchChange: {tran:g} is out of range (+-{MAX_SEMITONES:g} semitones)"
             )
         if daw_sr != 0 and not DAW_RATES[0] <= daw_sr <= DAW_RATES[1]:
-            raise ServiceError(f"sampleRate: {daw_sr} is not a sample rate (0 = the model's, or "
+            raise ServiceError(f"sampleRate: {daw_sr} is not a sample rate (0 = the chunk's own rate, or "
                                f"{DAW_RATES[0]}..{DAW_RATES[1]})")  # fmt: skip
         data = read_upload(sample, "sample")
-        audio, sr = service.infer_chunk(data, sid, tran)
-        out_sr = daw_sr or sr
-        return _audio_response(
-            resample(audio, sr, out_sr), out_sr, "wav", "temp.wav", subtype="PCM_16"
-        )
+        audio, out_sr = service.infer_chunk(data, sid, tran, daw_sr, speaker_field="sSpeakId")
+        return _audio_response(audio, out_sr, "wav", "temp.wav", subtype="PCM_16")
 
     # -- 4.1 flask_api_full_song.py ------------------------------------------------------------
     @app.post("/wav2wav", summary="Convert a whole uploaded song (silence slicing at -40 dB)")
@@ -252,13 +252,15 @@ def create_app(service: VoiceService, max_upload_mb: float = 50.0) -> FastAPI:
             raise ServiceError(f"tran: {trans} is out of range (+-{MAX_SEMITONES:g} semitones)")
         data = read_upload(audio, "audio")
         opts = ConvertOptions(speaker=spk, trans=trans, wav_format=wav_format)
-        res = service.convert(data, opts, audio.filename or "audio", save=False)
+        res = service.convert(
+            data, opts, audio.filename or "audio", save=False, speaker_field="spk"
+        )
         return _audio_response(res.audio, res.sampling_rate, wav_format, f"temp.{wav_format}")
 
     # -- JSON API -------------------------------------------------------------------------------
     @app.get(
         "/api/v1/models",
-        summary="Voices on disk (logs/44k, trained/), cluster files, the loaded voice",
+        summary="Voices on disk (logs/44k, trained/, shipped: pretrain/<name>/), cluster files, the loaded voice",
     )
     def models() -> dict:
         listed = paths.discover_models(service.root)
@@ -269,6 +271,7 @@ def create_app(service: VoiceService, max_upload_mb: float = 50.0) -> FastAPI:
                     "name": e.name,
                     "config": e.config.relative_to(service.root).as_posix(),
                     "cluster_files": [p.relative_to(service.root).as_posix() for p in e.cluster],
+                    "shipped": e.shipped,
                 }
                 for e in listed
             ],  # fmt: skip
@@ -329,11 +332,10 @@ def create_app(service: VoiceService, max_upload_mb: float = 50.0) -> FastAPI:
         try:
             opts = ConvertOptions.model_validate_json(options or "{}")
         except ValidationError as e:
-            first = e.errors()[0]
-            loc = ".".join(str(x) for x in first.get("loc", ())) or "options"
-            raise ServiceError(f"options: {loc}: {first.get('msg')}") from None
+            raise ServiceError(validation_message(e, "options: ", flags=False)) from None
         mix = parse_spk_mix(spk_mix) if spk_mix.strip() else None
-        res = service.convert(data, opts, audio.filename or "audio", spk_mix_map=mix)
+        res = service.convert(data, opts, audio.filename or "audio", spk_mix_map=mix,
+                              speaker_field="options.speaker")  # fmt: skip
         return _audio_response(res.audio, res.sampling_rate, opts.wav_format, res.name,
                                headers={"X-Output-Path": header_text(f"{paths.RESULTS_DIR}/{res.name}"),
                                         "X-Seconds": f"{res.seconds:.3f}"})  # fmt: skip

@@ -43,6 +43,7 @@ from webui.service import (
     parse_device,
     user_errors,
 )
+from webui.tools_tab import ToolsTab
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +67,7 @@ class WebUI:
         self.tmp = Path(temp_dir or tempfile.mkdtemp(prefix="sovits-webui-")).resolve()
         self.tmp.mkdir(parents=True, exist_ok=True)
         self.debug = False
+        self.tools = ToolsTab(self)
 
     # -- helpers --------------------------------------------------------------------------------
     def _fail(self, e: BaseException) -> str:
@@ -82,6 +84,11 @@ class WebUI:
 
     def model_names(self) -> list[str]:
         return [e.name for e in paths.discover_models(self.root)]
+
+    def model_choices(self) -> list[tuple[str, str]]:
+        """``(label, name)`` of each listed voice; shipped ones (``pretrain/<name>``) are marked."""
+        return [(f"{e.name} (shipped)" if e.shipped else e.name, e.name)
+                for e in paths.discover_models(self.root)]  # fmt: skip
 
     def cluster_names(self) -> list[str]:
         return [NONE, *paths.discover_cluster_files(self.root)]
@@ -109,7 +116,9 @@ class WebUI:
                 model, config = up_model, up_config
             else:
                 if not local_name:
-                    raise ValueError("no voice in logs/44k or trained/; upload one or train one")
+                    raise ValueError(
+                        "no voice in logs/44k, trained/ or pretrain/; upload one or train one"
+                    )
                 entry = paths.find_model(self.root, local_name)
                 model, config = entry.model, entry.config
             cluster = cluster_upload or (
@@ -166,9 +175,9 @@ class WebUI:
     def refresh(self):
         import gradio as gr
 
-        names = self.model_names()
+        choices = self.model_choices()
         d_models, d_configs = self.diffusion_names()
-        return (gr.update(choices=names, value=names[0] if names else None),
+        return (gr.update(choices=choices, value=choices[0][1] if choices else None),
                 gr.update(choices=self.cluster_names(), value=NONE),
                 gr.update(choices=d_models, value=d_models[min(1, len(d_models) - 1)]),
                 gr.update(choices=d_configs, value=d_configs[min(1, len(d_configs) - 1)]))  # fmt: skip
@@ -290,60 +299,10 @@ class WebUI:
             return (
                 f"Merged {len(sources)} checkpoints into {rel}",
                 str(out),
-                gr.update(choices=self.model_names()),
+                gr.update(choices=self.model_choices()),
             )
         except Exception as e:  # noqa: BLE001
             return self._fail(e), None, gr.update()
-
-    # -- tools ----------------------------------------------------------------------------------
-    def compress(self, source, local_name, up_model, up_config, half):
-        try:
-            if source == "upload":
-                model, config, stem = up_model, up_config, Path(up_model or "model").stem
-            else:
-                entry = paths.find_model(self.root, local_name or "")
-                model, config = entry.model, entry.config
-                stem = (
-                    entry.model.stem
-                    if entry.name.startswith("logs/")
-                    else entry.name.split("/", 1)[1]
-                )
-            out = tools.compress_voice(self.root, model, config, bool(half), stem)
-            size_in, size_out = os.path.getsize(model), os.path.getsize(out)
-            rel = out.relative_to(self.root).as_posix()
-            return (
-                f"Wrote {rel}: {size_out / 1e6:.2f} MB ({100 * size_out / size_in:.0f}% of {size_in / 1e6:.2f} MB)",
-                str(out),
-            )
-        except Exception as e:  # noqa: BLE001
-            return self._fail(e), None
-
-    def onnx_export(self, name):
-        import subprocess
-        import sys
-
-        try:
-            svc = self.service.require()
-            script = hooks.onnx_export_script()
-            if script is None:
-                raise ValueError("ONNX export is not available in this build")
-            name = paths.safe_name(name, default="model")
-            dest = paths.inside(self.root / "checkpoints", self.root / "checkpoints" / name)
-            dest.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(svc.net_g_path, dest / "model.pth")
-            shutil.copyfile(self.service.info.config, dest / "config.json")
-            proc = subprocess.run([sys.executable, str(script), "-n", name], cwd=self.root, capture_output=True,
-                                  text=True, timeout=1800)  # fmt: skip
-            if proc.returncode != 0:
-                raise ValueError(
-                    (proc.stderr.strip().splitlines() or ["onnx_export.py failed"])[-1]
-                )
-            onnx = dest / f"{name}_SoVits.onnx"
-            if not onnx.is_file():
-                raise ValueError(f"onnx_export.py did not write checkpoints/{name}/{onnx.name}")
-            return f"Exported checkpoints/{name}/{onnx.name} ({onnx.stat().st_size / 1e6:.1f} MB) and checkpoints/{name}.json"
-        except Exception as e:  # noqa: BLE001
-            return self._fail(e)
 
     def set_debug(self, value):
         self.debug = bool(value)
@@ -355,7 +314,7 @@ class WebUI:
         import gradio as gr
 
         d = ConvertOptions()
-        names = self.model_names()
+        choices = self.model_choices()
         with gr.Blocks(title="so-vits-svc 4.1") as demo:
             gr.Markdown("## so-vits-svc 4.1: singing voice conversion")
             with gr.Tab("Convert", elem_id="tab_convert"):
@@ -363,14 +322,15 @@ class WebUI:
                     gr.Markdown("### Voice")
                     with gr.Row():
                         source = gr.Radio(["local", "upload"], value="local", label="Model source",
-                                          info="local: logs/44k/G_*.pth and trained/<name>/", elem_id="model_source")  # fmt: skip
+                                          info="local: logs/44k/G_*.pth, trained/<name>/ and the shipped pretrain/<name>/",
+                                          elem_id="model_source")  # fmt: skip
                         device = gr.Dropdown(
                             list_devices(), value="Auto", label="Device", elem_id="device"
                         )
                         enhance = gr.Checkbox(False, label="NSF-HiFiGAN enhancer", elem_id="enhance",
                                               info="needs pretrain/nsf_hifigan/")  # fmt: skip
                     with gr.Row(visible=True) as local_row:
-                        local_name = gr.Dropdown(names, value=names[0] if names else None, label="Voice",
+                        local_name = gr.Dropdown(choices, value=choices[0][1] if choices else None, label="Voice",
                                                  elem_id="local_model", scale=3)  # fmt: skip
                         refresh = gr.Button("Refresh lists", scale=1)
                     with gr.Row(visible=False) as upload_row:
@@ -424,7 +384,8 @@ class WebUI:
                         auto_f0 = gr.Checkbox(d.auto_predict_f0, label="Auto-predict f0 (-a; speech only, "
                                               "makes singing go off key)", elem_id="auto_f0")  # fmt: skip
                         f0p = gr.Dropdown(list(F0_PREDICTORS), value=d.f0_predictor, label="f0 predictor (-f0p)",
-                                          info="crepe/rmvpe/fcpe need their files in pretrain/", elem_id="f0p")  # fmt: skip
+                                          info="rmvpe needs pretrain/rmvpe.pt; fcpe and crepe ship with the install",
+                                          elem_id="f0p")  # fmt: skip
                         cr = gr.Slider(0, 1, value=d.cluster_infer_ratio, step=0.01, elem_id="cluster_ratio",
                                        label="Cluster / retrieval ratio (-cr; needs a cluster file)")  # fmt: skip
                         slice_db = gr.Number(d.slice_db, label="Silence threshold dB (-sd)", precision=0,
@@ -500,7 +461,7 @@ class WebUI:
                 gr.Markdown("### Static merge (convex: softmax of rates/100; linear: rates/100)")
                 with gr.Row():
                     merge_names = gr.CheckboxGroup(
-                        names, label="Listed voices", elem_id="merge_names"
+                        choices, label="Listed voices", elem_id="merge_names"
                     )
                     merge_uploads = gr.File(label="... and/or upload checkpoints", file_count="multiple",
                                             file_types=[".pth"], elem_id="merge_uploads")  # fmt: skip
@@ -535,40 +496,7 @@ class WebUI:
                 mix_img = gr.Image(label="Weights over the output", type="filepath", interactive=False,
                                    elem_id="mix_plot")  # fmt: skip
 
-            with gr.Tab("Tools", elem_id="tab_tools"):
-                gr.Markdown(
-                    "### Compress a checkpoint for release (drops enc_q and the optimizer; into compressed/)"
-                )
-                with gr.Row():
-                    c_source = gr.Radio(
-                        ["local", "upload"], value="local", label="Model source", elem_id="c_source"
-                    )
-                    c_local = gr.Dropdown(
-                        names, value=names[0] if names else None, label="Voice", elem_id="c_local"
-                    )
-                    c_half = gr.Checkbox(False, label="float16 (-hf)", elem_id="c_half")
-                with gr.Row():
-                    c_model = gr.File(label="Model (.pth)", file_types=[".pth"], elem_id="c_model")
-                    c_config = gr.File(
-                        label="Config (.json)", file_types=[".json"], elem_id="c_config"
-                    )
-                c_btn = gr.Button("Compress", variant="primary", elem_id="compress_btn")
-                c_msg = gr.Textbox(
-                    label="Compression status", interactive=False, elem_id="compress_msg"
-                )
-                c_file = gr.File(
-                    label="Compressed checkpoint", interactive=False, elem_id="compress_file"
-                )
-                # ONNX export (onnx_export.py -n <name>), shown when onnx_export.py is present
-                with gr.Group(visible=hooks.onnx_export_script() is not None, elem_id="onnx_group"):
-                    gr.Markdown(
-                        "### ONNX export of the loaded voice (checkpoints/<name>/, for MoeVoiceStudio)"
-                    )
-                    onnx_name = gr.Textbox("model", label="Name", elem_id="onnx_name")
-                    onnx_btn = gr.Button("Export ONNX", elem_id="onnx_btn")
-                    onnx_msg = gr.Textbox(
-                        label="Export status", interactive=False, elem_id="onnx_msg"
-                    )
+            self.tools.build(choices)
 
             debug = gr.Checkbox(
                 False, label="Debug: print tracebacks to the console", elem_id="debug"
@@ -604,16 +532,16 @@ class WebUI:
             mix_load_btn.click(self.mix_load, None, [mix_text, mix_msg])
             mix_check_btn.click(self.mix_check, mix_text, [mix_img, mix_msg])
             mix_save_btn.click(self.mix_save, mix_text, mix_msg)
-            c_btn.click(
-                self.compress, [c_source, c_local, c_model, c_config, c_half], [c_msg, c_file]
-            )
-            onnx_btn.click(self.onnx_export, onnx_name, onnx_msg)
             debug.change(self.set_debug, debug, None)
         return demo
 
     def launch(self, host: str = "127.0.0.1", port: int = 7860, share: bool = False, max_file_size: str = "200mb",
                block: bool = True, open_browser: bool = False):  # fmt: skip
-        """Build and serve; returns the Blocks (with ``block=False`` the server runs in a thread)."""
+        """Build and serve; returns the Blocks (with ``block=False`` the server runs in a thread).
+
+        Gradio's own start-up lines (which tell a Python caller to set ``share=True`` in
+        ``launch()``) are replaced by :func:`startup_message`, which names this script's flags.
+        """
         import gradio as gr
 
         demo = self.build()
@@ -625,13 +553,33 @@ class WebUI:
         ]
         demo.queue(default_concurrency_limit=1).launch(
             server_name=host, server_port=port, share=share, inbrowser=open_browser, max_file_size=max_file_size,
-            allowed_paths=[str(p) for p in allowed], prevent_thread_lock=not block, theme=theme, quiet=not block,
+            allowed_paths=[str(p) for p in allowed], prevent_thread_lock=True, theme=theme, quiet=True,
             footer_links=[],
         )  # fmt: skip
+        if block:
+            print(
+                startup_message(demo.local_url, host, demo.share_url if share else None), flush=True
+            )
+            demo.block_thread()
         return demo
 
     def cleanup(self) -> None:
         shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def startup_message(local_url: str, host: str, share_url: str | None) -> str:
+    """What ``webUI.py`` prints once it serves: the address, and how to reach it from elsewhere
+    with this script's own flags (``--host``, ``--share``)."""
+    lines = [f"* Running on {local_url}"]
+    if share_url:
+        lines.append(f"* Public link (temporary, through Gradio's servers): {share_url}")
+    elif host in ("127.0.0.1", "localhost", "::1"):
+        lines.append("* This machine only. From your network: python webUI.py --host 0.0.0.0; "
+                     "a temporary public link (needs the internet): python webUI.py --share")  # fmt: skip
+    else:
+        lines.append(f"* Listening on {host} (reachable from your network); a temporary public "
+                     "link (needs the internet): python webUI.py --share")  # fmt: skip
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -655,6 +603,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     check_server_flags(args.port, args.max_seconds, max_file_size=args.max_file_size)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # Gradio's own start-up requests
     ui = WebUI(".", max_seconds=args.max_seconds)
     atexit.register(ui.cleanup)
     # SIGTERM (kill, systemd, docker stop) ends the UI like Ctrl-C: the server closes, launch
