@@ -2,21 +2,24 @@
 
 Tabs (see README "Web UI"):
 
-- **Convert**: the voice panel (local voice from ``logs/44k``/``trained/<name>`` or an uploaded
+- **Convert**: the voice panel (local voice from ``logs/44k``/``trained/<name>``, a shipped one
+  from ``pretrain/<name>`` (marked "(shipped)", read-only: :mod:`webui.paths`), or an uploaded
   .pth + config, cluster / retrieval file, device, enhancer, synthesizer backend torch / ONNX
   Runtime, shallow diffusion / only diffusion with a diffusion model + config from
   ``logs/44k/diffusion/`` or uploaded, load / unload, speaker), every
   conversion setting of 4.1's UI with inference_main.py's defaults, the input (upload, microphone,
   or text through espeak-ng when installed), and the result: player, download (named as the CLI
   names it, in ``results/``), f0 curves of input and output in notes, both spectrograms.
-- **Voice mix**: static merge of checkpoints (convex / linear) into ``trained/<name>/``, and the
-  dynamic mix timeline editor (spkmix.py) used by "dynamic voice mix".
-- **Tools**: model compression into ``compressed/``; ONNX export of the loaded voice into
-  ``checkpoints/<name>/`` (onnx_export.py).
+- **Voice mix** (:mod:`webui.mix_tab`): static merge of checkpoints (convex / linear) into
+  ``trained/<name>/``, and the dynamic mix timeline editor (spkmix.py) used by "dynamic voice mix".
+- **Tools** (:mod:`webui.tools_tab`): model compression into ``compressed/``; ONNX export of the
+  loaded voice into ``checkpoints/<name>/`` (onnx_export.py).
 
 Files: uploads and pictures live in a temp folder of the UI's own (removed at exit); the UI writes
 only to ``results/``, ``trained/``, ``compressed/``, ``checkpoints/``, ``spkmix.py`` and (ONNX
-Runtime backend) ``<model folder>/onnx_cache/``; uploads are size-limited.
+Runtime backend, never for a shipped voice) ``<model folder>/onnx_cache/``; uploads are
+size-limited. At start the console shows the address and this script's ``--host`` / ``--share``
+flags (Gradio's own lines, which name ``launch()`` arguments, are silenced).
 """
 
 from __future__ import annotations
@@ -31,7 +34,8 @@ import traceback
 import uuid
 from pathlib import Path
 
-from webui import hooks, mix, paths, plots, tools, tts
+from webui import hooks, mix, paths, plots, tts
+from webui.mix_tab import MixTab
 from webui.service import (
     F0_PREDICTORS,
     OUTPUT_FORMATS,
@@ -48,7 +52,6 @@ from webui.tools_tab import ToolsTab
 logger = logging.getLogger(__name__)
 
 NONE = "(none)"
-MAX_RATE_PERCENT = 10_000  # merge rates (percent); softmax(rates/100) in float32 needs them bounded
 # the conversion settings in the order the handlers receive them (ConvertOptions field names)
 SETTING_NAMES = (
     "speaker", "trans", "auto_predict_f0", "f0_predictor", "cluster_infer_ratio", "slice_db", "wav_format",
@@ -68,6 +71,7 @@ class WebUI:
         self.tmp.mkdir(parents=True, exist_ok=True)
         self.debug = False
         self.tools = ToolsTab(self)
+        self.mix_tab = MixTab(self)
 
     # -- helpers --------------------------------------------------------------------------------
     def _fail(self, e: BaseException) -> str:
@@ -224,85 +228,9 @@ class WebUI:
         msg = f"Wrote results/{res.name} ({dur:.2f} s of audio in {res.seconds:.2f} s)"
         return msg, str(res.path), str(res.path), f0_png, spec_png
 
-    # -- voice mix ------------------------------------------------------------------------------
-    def mix_template(self):
-        try:
-            return mix.template(self.service.require().spk2id), "Template for the loaded voice."
-        except Exception as e:  # noqa: BLE001
-            return "", self._fail(e)
-
-    def mix_load(self):
-        p = self.root / "spkmix.py"
-        if not p.is_file():
-            return "", "Error: spkmix.py not found in the project folder"
-        return p.read_text(encoding="utf-8"), f"Loaded {p.name}."
-
-    def mix_check(self, text):
-        try:
-            svc = self.service.require()
-            _, weights = mix.check(svc, text)
-            names = [svc.speaker_name(i) or str(i) for i in range(weights.shape[0])]
-            return plots.plot_spk_mix(weights, names, self._tmp_file(".png")), "Timeline OK."
-        except Exception as e:  # noqa: BLE001
-            return None, self._fail(e)
-
-    def mix_save(self, text):
-        try:
-            if self.service.svc is not None:
-                mix.check(self.service.svc, text)
-            return f"Saved {mix.save(self.root, text).name} (inference_main.py -usm reads it)."
-        except Exception as e:  # noqa: BLE001
-            return self._fail(e)
-
-    def merge_rates(self, names, uploads):
-        import json
-
-        keys = list(names or []) + [Path(u).name for u in (uploads or [])]
-        return json.dumps({k: 100 for k in keys}, ensure_ascii=False)
-
     def merge(self, names, uploads, upload_config, rates_text, mode, out_name):
-        import json
-
-        import gradio as gr
-
-        try:
-            entries = [paths.find_model(self.root, n) for n in (names or [])]
-            sources = [(e.name, e.model) for e in entries] + [
-                (Path(u).name, u) for u in (uploads or [])
-            ]
-            rates_text = rates_text or "{}"
-            if len(rates_text) > 64_000:
-                raise ValueError(f"rates: {len(rates_text)} characters; at most 64000")
-            try:
-                rates_map = json.loads(rates_text)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"rates: not valid JSON ({e.msg})") from None
-            except RecursionError:
-                raise ValueError('rates: nested too deep; give {"name": percent, ...}') from None
-            if not isinstance(rates_map, dict):
-                raise ValueError('rates: give a JSON object {"name": percent, ...}')
-            rates = []
-            for key, _ in sources:
-                value = rates_map.get(key, 100)
-                if not isinstance(value, (int, float)) or isinstance(value, bool):
-                    raise ValueError(f"rates: {key} must be a number (percent)")
-                if not 0 <= value <= MAX_RATE_PERCENT:  # also NaN / Infinity
-                    raise ValueError(
-                        f"rates: {key} is {value}; a rate is a percentage in 0..{MAX_RATE_PERCENT}"
-                    )
-                rates.append(float(value))
-            config = upload_config or (entries[0].config if entries else None)
-            out = tools.merge_voices(
-                self.root, [m for _, m in sources], rates, mode, config, out_name
-            )
-            rel = out.relative_to(self.root).as_posix()
-            return (
-                f"Merged {len(sources)} checkpoints into {rel}",
-                str(out),
-                gr.update(choices=self.model_choices()),
-            )
-        except Exception as e:  # noqa: BLE001
-            return self._fail(e), None, gr.update()
+        """Static merge (the Voice mix tab's :meth:`webui.mix_tab.MixTab.merge`)."""
+        return self.mix_tab.merge(names, uploads, upload_config, rates_text, mode, out_name)
 
     def set_debug(self, value):
         self.debug = bool(value)
@@ -457,45 +385,7 @@ class WebUI:
                     label="Spectrograms", type="filepath", interactive=False, elem_id="spec_plot"
                 )
 
-            with gr.Tab("Voice mix", elem_id="tab_mix"):
-                gr.Markdown("### Static merge (convex: softmax of rates/100; linear: rates/100)")
-                with gr.Row():
-                    merge_names = gr.CheckboxGroup(
-                        choices, label="Listed voices", elem_id="merge_names"
-                    )
-                    merge_uploads = gr.File(label="... and/or upload checkpoints", file_count="multiple",
-                                            file_types=[".pth"], elem_id="merge_uploads")  # fmt: skip
-                    merge_config = gr.File(label="Config for the merged voice (default: the first listed voice's)",
-                                           file_types=[".json"], elem_id="merge_config")  # fmt: skip
-                merge_rates = gr.Textbox(
-                    "{}", label="Rates in percent {voice: percent}", elem_id="merge_rates"
-                )
-                with gr.Row():
-                    merge_mode = gr.Radio(
-                        ["convex", "linear"], value="convex", label="Mode", elem_id="merge_mode"
-                    )
-                    merge_out = gr.Textbox(
-                        "merged", label="Name (written to trained/<name>/)", elem_id="merge_name"
-                    )
-                merge_btn = gr.Button("Merge", variant="primary", elem_id="merge_btn")
-                merge_msg = gr.Textbox(label="Merge status", interactive=False, elem_id="merge_msg")
-                merge_file = gr.File(
-                    label="Merged checkpoint", interactive=False, elem_id="merge_file"
-                )
-
-                gr.Markdown(
-                    "### Dynamic mix timeline (spkmix.py): `{speaker: [[t_start, t_end, v_start, v_end], ...]}`"
-                )
-                mix_text = gr.Code("", language="python", label="spk_mix_map", elem_id="mix_text")
-                with gr.Row():
-                    mix_tpl = gr.Button("Template for the loaded voice")
-                    mix_load_btn = gr.Button("Load spkmix.py")
-                    mix_check_btn = gr.Button("Check and preview", elem_id="mix_check_btn")
-                    mix_save_btn = gr.Button("Save to spkmix.py")
-                mix_msg = gr.Textbox(label="Timeline status", interactive=False, elem_id="mix_msg")
-                mix_img = gr.Image(label="Weights over the output", type="filepath", interactive=False,
-                                   elem_id="mix_plot")  # fmt: skip
-
+            mix_text = self.mix_tab.build(choices, local_name)
             self.tools.build(choices)
 
             debug = gr.Checkbox(
@@ -524,14 +414,6 @@ class WebUI:
             tts_btn.click(
                 run_text, [tts_text, tts_voice, tts_gender, tts_rate, mix_text, *settings], outs
             )
-            merge_names.change(self.merge_rates, [merge_names, merge_uploads], merge_rates)
-            merge_uploads.change(self.merge_rates, [merge_names, merge_uploads], merge_rates)
-            merge_btn.click(self.merge, [merge_names, merge_uploads, merge_config, merge_rates, merge_mode, merge_out],
-                            [merge_msg, merge_file, local_name])  # fmt: skip
-            mix_tpl.click(self.mix_template, None, [mix_text, mix_msg])
-            mix_load_btn.click(self.mix_load, None, [mix_text, mix_msg])
-            mix_check_btn.click(self.mix_check, mix_text, [mix_img, mix_msg])
-            mix_save_btn.click(self.mix_save, mix_text, mix_msg)
             debug.change(self.set_debug, debug, None)
         return demo
 
@@ -551,16 +433,20 @@ class WebUI:
         allowed = [self.root / d for d in (paths.RESULTS_DIR, paths.COMPRESSED_DIR, "trained")] + [
             self.tmp
         ]
-        demo.queue(default_concurrency_limit=1).launch(
-            server_name=host, server_port=port, share=share, inbrowser=open_browser, max_file_size=max_file_size,
-            allowed_paths=[str(p) for p in allowed], prevent_thread_lock=True, theme=theme, quiet=True,
-            footer_links=[],
-        )  # fmt: skip
-        if block:
-            print(
-                startup_message(demo.local_url, host, demo.share_url if share else None), flush=True
-            )
-            demo.block_thread()
+        try:
+            demo.queue(default_concurrency_limit=1).launch(
+                server_name=host, server_port=port, share=share, inbrowser=open_browser, max_file_size=max_file_size,
+                allowed_paths=[str(p) for p in allowed], prevent_thread_lock=True, theme=theme, quiet=True,
+                footer_links=[],
+            )  # fmt: skip
+            if block:
+                url = demo.local_url
+                print(startup_message(url, host, demo.share_url if share else None), flush=True)
+                demo.block_thread()  # until Ctrl-C / SIGTERM
+        except KeyboardInterrupt:  # Ctrl-C / SIGTERM while still starting: close, end normally
+            if not block:
+                raise
+            demo.close()
         return demo
 
     def cleanup(self) -> None:
