@@ -222,6 +222,19 @@ def test_errors_name_the_http_field_not_a_cli_flag(api):
     assert r.json()["error"] == "options: trans: input should be less than or equal to 48, got 60"
 
 
+def test_cli_flags_in_messages_become_http_fields():
+    """Messages written for inference_main.py (Svc's) reach HTTP callers with the field names."""
+    from webui.api import http_message
+
+    said = ("model_0.pt: it cannot convert alone (-od); use -shd with a so-vits model; automatic f0 "
+            "prediction (-a) is not in the graph; a speaker mix (-usm) needs ids; give -s alto; -1 dB, x-s")  # fmt: skip
+    assert http_message(said) == (
+        "model_0.pt: it cannot convert alone (only_diffusion); use shallow_diffusion with a so-vits "
+        "model; automatic f0 prediction (options.auto_predict_f0) is not in the graph; a speaker mix "
+        "(options.use_spk_mix) needs ids; give options.speaker alto; -1 dB, x-s"
+    )
+
+
 def test_ui_transpose_out_of_range_is_one_line(tmp_path):
     from webui.app import SETTING_NAMES, WebUI
     from webui.service import ConvertOptions

@@ -127,23 +127,48 @@ class BodyLimit:
 class LoadRequest(BaseModel):
     model: str = Field(..., description="a voice name from GET /api/v1/models")
     cluster: str = Field(
-        "", description="a cluster / retrieval file name from the same list, or ''"
+        "", description="a cluster / retrieval file name from the same list, or '' (-cm)"
     )
-    device: str | None = Field(None, description="'cpu', 'cuda:0' ... or null for auto")
-    enhance: bool = Field(False, description="NSF-HiFiGAN enhancer")
+    device: str | None = Field(None, description="'cpu', 'cuda:0' ... or null for auto (-d)")
+    enhance: bool = Field(False, description="NSF-HiFiGAN enhancer (-eh)")
     diffusion_model: str = Field(
         "",
-        description="a diffusion model name from GET /api/v1/models (logs/44k/diffusion/*.pt), or ''",
+        description="a diffusion model name from GET /api/v1/models (logs/44k/diffusion/*.pt), or '' (-dm)",
     )
     diffusion_config: str = Field(
         "",
-        description="a diffusion config name from the same list (logs/44k/diffusion/*.yaml), or ''",
+        description="a diffusion config name from the same list (logs/44k/diffusion/*.yaml), or '' (-dc)",
     )
     shallow_diffusion: bool = Field(False, description="shallow diffusion (-shd)")
     only_diffusion: bool = Field(False, description="diffusion only (-od)")
     backend: Literal["torch", "onnx"] = Field(
         "torch", description="synthesizer in torch or ONNX Runtime"
     )
+
+
+def http_fields() -> dict[str, str]:
+    """inference_main.py's flags → the HTTP field that does the same: ``-shd`` →
+    ``shallow_diffusion`` (``/api/v1/load``), ``-a`` → ``options.auto_predict_f0``, from the
+    ``(flag)`` in each field's description."""
+    import re
+
+    out = {}
+    for model, prefix in ((LoadRequest, ""), (ConvertOptions, "options.")):
+        for name, field in model.model_fields.items():
+            flag = re.search(r"\((-[\w-]+)", field.description or "")
+            if flag:
+                out.setdefault(flag.group(1), prefix + name)
+    return out
+
+
+def http_message(text: str) -> str:
+    """A message written for the CLI, for an HTTP caller: each CLI flag with an HTTP field is
+    replaced by that field's name (``(-od)`` → ``(only_diffusion)``, ``-s`` → ``options.speaker``)."""
+    import re
+
+    for flag, field in http_fields().items():
+        text = re.sub(rf"(?<![\w-]){re.escape(flag)}(?![\w-])", field, text)
+    return text
 
 
 def _audio_response(audio: np.ndarray, sr: int, fmt: str, filename: str, subtype: str | None = None,
@@ -192,7 +217,7 @@ def create_app(service: VoiceService, max_upload_mb: float = 50.0) -> FastAPI:
 
     async def _user_error(request: Request, exc: Exception):
         status = 403 if isinstance(exc, paths.PathError) else 400
-        return JSONResponse({"error": message(exc)}, status_code=status)
+        return JSONResponse({"error": http_message(message(exc))}, status_code=status)
 
     for cls in user_errors():
         app.add_exception_handler(cls, _user_error)
