@@ -165,6 +165,34 @@ def test_the_repository_ships_the_demo_voice():
     assert shipped["pretrain/demo_voice"].config.name == "config.json"
 
 
+def test_flask_api_without_a_trained_voice_serves_the_shipped_one(tmp_path):
+    """A newcomer's first ``python flask_api.py`` (nothing trained, no -m / -c): it serves the
+    shipped voice instead of failing on logs/44k/G_37600.pth."""
+    root = tmp_path / "project"
+    make_workdir(root)
+    write_shipped_voice(root)
+    (root / "logs/44k/G_0.pth").unlink()
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([PYTHON, str(ROOT / "flask_api.py"), "--port", str(port), "-d", "cpu"], cwd=root,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)  # fmt: skip
+    try:
+        t0 = time.monotonic()
+        while True:
+            assert proc.poll() is None, proc.stdout.read()
+            assert time.monotonic() - t0 < 180, "flask_api.py did not start"
+            try:
+                r = httpx.get(f"http://127.0.0.1:{port}/api/v1/models", timeout=2)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.5)
+        assert r.json()["loaded"]["model"] == f"{SHIPPED}/tiny_voice.pth", r.text
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=30)
+    assert f"serving the shipped voice {SHIPPED}" in out, out
+
+
 # -- VST: exact length --------------------------------------------------------------------------
 @pytest.mark.parametrize(
     "n, sr, daw",

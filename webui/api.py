@@ -419,9 +419,10 @@ def main(
 
     p = argparse.ArgumentParser(prog=name, description=__doc__.split("\n\n")[0])
     p.add_argument(
-        "-m", "--model_path", default=None, help="G_*.pth (default: the newest in logs/44k)"
-    )
-    p.add_argument("-c", "--config_path", default="logs/44k/config.json")
+        "-m", "--model_path", default=None,
+        help="G_*.pth (default: the newest in logs/44k; without one, the first shipped voice in pretrain/)",
+    )  # fmt: skip
+    p.add_argument("-c", "--config_path", default=None, help="default: logs/44k/config.json")
     p.add_argument(
         "-cm", "--cluster_model_path", default="", help="kmeans .pt or retrieval .npz (optional)"
     )
@@ -436,10 +437,18 @@ def main(
     args = p.parse_args(argv)
     check_server_flags(args.port, args.max_seconds, max_upload_mb=args.max_upload_mb)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    model = args.model_path or latest_checkpoint_path("logs/44k") or "logs/44k/G_37600.pth"
+    model, config = args.model_path, args.config_path
+    if model is None:
+        model = latest_checkpoint_path("logs/44k")
+        shipped = paths.discover_shipped(".")
+        if model is None and config is None and shipped:  # nothing trained yet: the demo voice
+            model, config = shipped[0].model, shipped[0].config
+            print(f"{name}: no -m and no logs/44k/G_*.pth: serving the shipped voice {shipped[0].name}",
+                  file=sys.stderr)  # fmt: skip
+    model, config = model or "logs/44k/G_37600.pth", config or "logs/44k/config.json"
     service = VoiceService(".", max_seconds=args.max_seconds)
     try:
-        service.load(model, args.config_path, args.cluster_model_path, args.device, args.enhance)
+        service.load(model, config, args.cluster_model_path, args.device, args.enhance)
     except user_errors() as e:
         print(f"error: {message(e)}", file=sys.stderr)
         return 1
