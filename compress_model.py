@@ -5,6 +5,10 @@ Drops the posterior encoder (``enc_q.*``, only needed for training) and the opti
 ``enc_q`` keys keep their fresh initial values) and is used for inference.
 
     python compress_model.py -c configs/config.json -i logs/44k/G_30400.pth [-o out.pth] [-hf]
+
+The default output is ``compressed/<input stem>_release[_half].pth`` (under the current folder,
+where the web UI's Tools tab writes too): a release is not a training step, so it is not written
+next to the ``G_*.pth`` files of ``logs/44k/`` (where it would be listed as one more voice).
 """
 
 from __future__ import annotations
@@ -67,7 +71,11 @@ def main(argv=None) -> int:
     p.add_argument("-c", "--config", type=str, default="configs/config.json")
     p.add_argument("-i", "--input", type=str, required=True, help="training checkpoint G_*.pth")
     p.add_argument(
-        "-o", "--output", type=str, default=None, help="default: <input stem>_release[_half]<ext>"
+        "-o",
+        "--output",
+        type=str,
+        default=None,
+        help="default: compressed/<input stem>_release[_half]<ext>",
     )
     p.add_argument(
         "-hf", "--half", action="store_true", default=False, help="store the weights as float16"
@@ -77,8 +85,10 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     output = args.output
     if output is None:
-        stem, ext = os.path.splitext(args.input)
-        output = stem + "_release" + ("_half" if args.half else "") + ext
+        stem, ext = os.path.splitext(os.path.basename(args.input))
+        output = os.path.join(
+            "compressed", stem + "_release" + ("_half" if args.half else "") + ext
+        )
     compress(args.config, args.input, args.half, output, args.allow_partial)
     size_in, size_out = os.path.getsize(args.input), os.path.getsize(output)
     print(

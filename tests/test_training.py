@@ -350,7 +350,8 @@ def test_compress_model_tiny(workdir):
     for half in (False, True):
         run_script([COMPRESS, "-c", "configs/config.json", "-i", src] + (["-hf"] if half else []),
                    cwd=workdir)  # fmt: skip
-        out = model_dir / ("G_1_release_half.pth" if half else "G_1_release.pth")
+        # the release goes to compressed/ (not logs/, where it would be listed as a voice)
+        out = workdir / "compressed" / ("G_1_release_half.pth" if half else "G_1_release.pth")
         _check_compressed(cfg, src, out, half)
         net = _build_g(cfg).eval()
         load_checkpoint(out, net)  # enc_q keys missing: warnings, fresh values
@@ -386,7 +387,7 @@ def test_compress_model_template_size(tmp_path):
     for half in (False, True):
         run_script([COMPRESS, "-c", "config.json", "-i", src] + (["-hf"] if half else []),
                    cwd=tmp_path)  # fmt: skip
-        out = tmp_path / ("G_800_release_half.pth" if half else "G_800_release.pth")
+        out = tmp_path / "compressed" / ("G_800_release_half.pth" if half else "G_800_release.pth")
         _check_compressed(cfg, src, out, half)
         ratio = out.stat().st_size / src.stat().st_size
         assert ratio < (0.15 if half else 0.28), ratio

@@ -4,13 +4,17 @@ One app serves all three; ``flask_api.py`` (port 6842) and ``flask_api_full_song
 start it with a model loaded once per process.
 
 - ``POST /voiceChangeModel`` (4.1's flask_api.py, unchanged for the VST plug-in): multipart
-  ``sample`` (wav), ``fPitchChange`` (semitones), ``sampleRate`` (the DAW's rate; 0 = the model's),
-  ``sSpeakId`` (speaker id). Answers a 16-bit wav at ``sampleRate``. The chunk is converted whole
-  (no silence slicing), cluster ratio 0, noise 0.4, f0 ``pm``, as the reference's raw path.
+  ``sample`` (wav), ``fPitchChange`` (semitones), ``sampleRate`` (the DAW's rate; 0 = the chunk's own rate),
+  ``sSpeakId`` (speaker id). Answers a 16-bit wav at that rate with
+  exactly as many samples as the chunk (``round(N · sampleRate / chunk rate)``: the same count when
+  the rates agree, so consecutive chunks play without a gap; :meth:`VoiceService.infer_chunk`).
+  The chunk is converted whole (no silence slicing), cluster ratio 0, noise 0.4, f0 ``pm``, as the
+  reference's raw path.
 - ``POST /wav2wav`` (4.1's flask_api_full_song.py): multipart ``audio`` (**uploaded**; 4.1 read a
   server path from ``audio_path``, which is refused here), ``tran``, ``spk``, ``wav_format``.
   Silence slicing at -40 dB, pad 0.5 s, answers ``temp.<wav_format>``.
-- ``/api/v1/...``: list voices, diffusion models and speakers, load a listed voice (optionally with
+- ``/api/v1/...``: list voices (``shipped: true`` for the read-only ``pretrain/<name>/`` ones, e.g.
+  ``pretrain/demo_voice``), diffusion models and speakers, load a listed voice (optionally with
   shallow diffusion / only diffusion and a listed diffusion model + config, or the ONNX Runtime
   backend), convert with every option of :class:`webui.service.ConvertOptions` (``k_step`` and
   ``second_encoding`` apply with diffusion; the output is named ``..._sovdiff_...`` / ``..._diff_...``
@@ -45,11 +49,12 @@ from webui.service import (
     check_server_flags,
     message,
     user_errors,
+    validation_message,
 )
 
 MEDIA_TYPES = {"wav": "audio/wav", "flac": "audio/flac", "mp3": "audio/mpeg", "ogg": "audio/ogg"}
 MAX_SEMITONES = 48.0
-DAW_RATES = (8000, 384000)  # sampleRate: 0 (the model's) or within these
+DAW_RATES = (8000, 384000)  # sampleRate: 0 (the chunk's own rate) or within these
 MAX_SPK_MIX_CHARS = 64_000
 
 
@@ -122,23 +127,48 @@ class BodyLimit:
 class LoadRequest(BaseModel):
     model: str = Field(..., description="a voice name from GET /api/v1/models")
     cluster: str = Field(
-        "", description="a cluster / retrieval file name from the same list, or ''"
+        "", description="a cluster / retrieval file name from the same list, or '' (-cm)"
     )
-    device: str | None = Field(None, description="'cpu', 'cuda:0' ... or null for auto")
-    enhance: bool = Field(False, description="NSF-HiFiGAN enhancer")
+    device: str | None = Field(None, description="'cpu', 'cuda:0' ... or null for auto (-d)")
+    enhance: bool = Field(False, description="NSF-HiFiGAN enhancer (-eh)")
     diffusion_model: str = Field(
         "",
-        description="a diffusion model name from GET /api/v1/models (logs/44k/diffusion/*.pt), or ''",
+        description="a diffusion model name from GET /api/v1/models (logs/44k/diffusion/*.pt), or '' (-dm)",
     )
     diffusion_config: str = Field(
         "",
-        description="a diffusion config name from the same list (logs/44k/diffusion/*.yaml), or ''",
+        description="a diffusion config name from the same list (logs/44k/diffusion/*.yaml), or '' (-dc)",
     )
     shallow_diffusion: bool = Field(False, description="shallow diffusion (-shd)")
     only_diffusion: bool = Field(False, description="diffusion only (-od)")
     backend: Literal["torch", "onnx"] = Field(
         "torch", description="synthesizer in torch or ONNX Runtime"
     )
+
+
+def http_fields() -> dict[str, str]:
+    """inference_main.py's flags → the HTTP field that does the same: ``-shd`` →
+    ``shallow_diffusion`` (``/api/v1/load``), ``-a`` → ``options.auto_predict_f0``, from the
+    ``(flag)`` in each field's description."""
+    import re
+
+    out = {}
+    for model, prefix in ((LoadRequest, ""), (ConvertOptions, "options.")):
+        for name, field in model.model_fields.items():
+            flag = re.search(r"\((-[\w-]+)", field.description or "")
+            if flag:
+                out.setdefault(flag.group(1), prefix + name)
+    return out
+
+
+def http_message(text: str) -> str:
+    """A message written for the CLI, for an HTTP caller: each CLI flag with an HTTP field is
+    replaced by that field's name (``(-od)`` → ``(only_diffusion)``, ``-s`` → ``options.speaker``)."""
+    import re
+
+    for flag, field in http_fields().items():
+        text = re.sub(rf"(?<![\w-]){re.escape(flag)}(?![\w-])", field, text)
+    return text
 
 
 def _audio_response(audio: np.ndarray, sr: int, fmt: str, filename: str, subtype: str | None = None,
@@ -187,7 +217,7 @@ def create_app(service: VoiceService, max_upload_mb: float = 50.0) -> FastAPI:
 
     async def _user_error(request: Request, exc: Exception):
         status = 403 if isinstance(exc, paths.PathError) else 400
-        return JSONResponse({"error": message(exc)}, status_code=status)
+        return JSONResponse({"error": http_message(message(exc))}, status_code=status)
 
     for cls in user_errors():
         app.add_exception_handler(cls, _user_error)
@@ -211,8 +241,6 @@ def create_app(service: VoiceService, max_upload_mb: float = 50.0) -> FastAPI:
         sampleRate: Annotated[str | None, Form()] = None,  # noqa: N803
         sSpeakId: Annotated[str | None, Form()] = None,  # noqa: N803
     ) -> Response:
-        from common.audio import resample
-
         tran = _float_field(fPitchChange, "fPitchChange")
         daw_sr = _int_field(sampleRate, "sampleRate")
         sid = _int_field(sSpeakId, "sSpeakId")
@@ -221,14 +249,11 @@ def create_app(service: VoiceService, max_upload_mb: float = 50.0) -> FastAPI:
                 f"fPitchChange: {tran:g} is out of range (+-{MAX_SEMITONES:g} semitones)"
             )
         if daw_sr != 0 and not DAW_RATES[0] <= daw_sr <= DAW_RATES[1]:
-            raise ServiceError(f"sampleRate: {daw_sr} is not a sample rate (0 = the model's, or "
+            raise ServiceError(f"sampleRate: {daw_sr} is not a sample rate (0 = the chunk's own rate, or "
                                f"{DAW_RATES[0]}..{DAW_RATES[1]})")  # fmt: skip
         data = read_upload(sample, "sample")
-        audio, sr = service.infer_chunk(data, sid, tran)
-        out_sr = daw_sr or sr
-        return _audio_response(
-            resample(audio, sr, out_sr), out_sr, "wav", "temp.wav", subtype="PCM_16"
-        )
+        audio, out_sr = service.infer_chunk(data, sid, tran, daw_sr, speaker_field="sSpeakId")
+        return _audio_response(audio, out_sr, "wav", "temp.wav", subtype="PCM_16")
 
     # -- 4.1 flask_api_full_song.py ------------------------------------------------------------
     @app.post("/wav2wav", summary="Convert a whole uploaded song (silence slicing at -40 dB)")
@@ -252,13 +277,15 @@ def create_app(service: VoiceService, max_upload_mb: float = 50.0) -> FastAPI:
             raise ServiceError(f"tran: {trans} is out of range (+-{MAX_SEMITONES:g} semitones)")
         data = read_upload(audio, "audio")
         opts = ConvertOptions(speaker=spk, trans=trans, wav_format=wav_format)
-        res = service.convert(data, opts, audio.filename or "audio", save=False)
+        res = service.convert(
+            data, opts, audio.filename or "audio", save=False, speaker_field="spk"
+        )
         return _audio_response(res.audio, res.sampling_rate, wav_format, f"temp.{wav_format}")
 
     # -- JSON API -------------------------------------------------------------------------------
     @app.get(
         "/api/v1/models",
-        summary="Voices on disk (logs/44k, trained/), cluster files, the loaded voice",
+        summary="Voices on disk (logs/44k, trained/, shipped: pretrain/<name>/), cluster files, the loaded voice",
     )
     def models() -> dict:
         listed = paths.discover_models(service.root)
@@ -269,6 +296,7 @@ def create_app(service: VoiceService, max_upload_mb: float = 50.0) -> FastAPI:
                     "name": e.name,
                     "config": e.config.relative_to(service.root).as_posix(),
                     "cluster_files": [p.relative_to(service.root).as_posix() for p in e.cluster],
+                    "shipped": e.shipped,
                 }
                 for e in listed
             ],  # fmt: skip
@@ -329,11 +357,10 @@ def create_app(service: VoiceService, max_upload_mb: float = 50.0) -> FastAPI:
         try:
             opts = ConvertOptions.model_validate_json(options or "{}")
         except ValidationError as e:
-            first = e.errors()[0]
-            loc = ".".join(str(x) for x in first.get("loc", ())) or "options"
-            raise ServiceError(f"options: {loc}: {first.get('msg')}") from None
+            raise ServiceError(validation_message(e, "options: ", flags=False)) from None
         mix = parse_spk_mix(spk_mix) if spk_mix.strip() else None
-        res = service.convert(data, opts, audio.filename or "audio", spk_mix_map=mix)
+        res = service.convert(data, opts, audio.filename or "audio", spk_mix_map=mix,
+                              speaker_field="options.speaker")  # fmt: skip
         return _audio_response(res.audio, res.sampling_rate, opts.wav_format, res.name,
                                headers={"X-Output-Path": header_text(f"{paths.RESULTS_DIR}/{res.name}"),
                                         "X-Seconds": f"{res.seconds:.3f}"})  # fmt: skip
@@ -392,9 +419,10 @@ def main(
 
     p = argparse.ArgumentParser(prog=name, description=__doc__.split("\n\n")[0])
     p.add_argument(
-        "-m", "--model_path", default=None, help="G_*.pth (default: the newest in logs/44k)"
-    )
-    p.add_argument("-c", "--config_path", default="logs/44k/config.json")
+        "-m", "--model_path", default=None,
+        help="G_*.pth (default: the newest in logs/44k; without one, the first shipped voice in pretrain/)",
+    )  # fmt: skip
+    p.add_argument("-c", "--config_path", default=None, help="default: logs/44k/config.json")
     p.add_argument(
         "-cm", "--cluster_model_path", default="", help="kmeans .pt or retrieval .npz (optional)"
     )
@@ -409,10 +437,18 @@ def main(
     args = p.parse_args(argv)
     check_server_flags(args.port, args.max_seconds, max_upload_mb=args.max_upload_mb)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    model = args.model_path or latest_checkpoint_path("logs/44k") or "logs/44k/G_37600.pth"
+    model, config = args.model_path, args.config_path
+    if model is None:
+        model = latest_checkpoint_path("logs/44k")
+        shipped = paths.discover_shipped(".")
+        if model is None and config is None and shipped:  # nothing trained yet: the demo voice
+            model, config = shipped[0].model, shipped[0].config
+            print(f"{name}: no -m and no logs/44k/G_*.pth: serving the shipped voice {shipped[0].name}",
+                  file=sys.stderr)  # fmt: skip
+    model, config = model or "logs/44k/G_37600.pth", config or "logs/44k/config.json"
     service = VoiceService(".", max_seconds=args.max_seconds)
     try:
-        service.load(model, args.config_path, args.cluster_model_path, args.device, args.enhance)
+        service.load(model, config, args.cluster_model_path, args.device, args.enhance)
     except user_errors() as e:
         print(f"error: {message(e)}", file=sys.stderr)
         return 1

@@ -2,21 +2,24 @@
 
 Tabs (see README "Web UI"):
 
-- **Convert**: the voice panel (local voice from ``logs/44k``/``trained/<name>`` or an uploaded
+- **Convert**: the voice panel (local voice from ``logs/44k``/``trained/<name>``, a shipped one
+  from ``pretrain/<name>`` (marked "(shipped)", read-only: :mod:`webui.paths`), or an uploaded
   .pth + config, cluster / retrieval file, device, enhancer, synthesizer backend torch / ONNX
   Runtime, shallow diffusion / only diffusion with a diffusion model + config from
   ``logs/44k/diffusion/`` or uploaded, load / unload, speaker), every
   conversion setting of 4.1's UI with inference_main.py's defaults, the input (upload, microphone,
   or text through espeak-ng when installed), and the result: player, download (named as the CLI
   names it, in ``results/``), f0 curves of input and output in notes, both spectrograms.
-- **Voice mix**: static merge of checkpoints (convex / linear) into ``trained/<name>/``, and the
-  dynamic mix timeline editor (spkmix.py) used by "dynamic voice mix".
-- **Tools**: model compression into ``compressed/``; ONNX export of the loaded voice into
-  ``checkpoints/<name>/`` (onnx_export.py).
+- **Voice mix** (:mod:`webui.mix_tab`): static merge of checkpoints (convex / linear) into
+  ``trained/<name>/``, and the dynamic mix timeline editor (spkmix.py) used by "dynamic voice mix".
+- **Tools** (:mod:`webui.tools_tab`): model compression into ``compressed/``; ONNX export of the
+  loaded voice into ``checkpoints/<name>/`` (onnx_export.py).
 
 Files: uploads and pictures live in a temp folder of the UI's own (removed at exit); the UI writes
 only to ``results/``, ``trained/``, ``compressed/``, ``checkpoints/``, ``spkmix.py`` and (ONNX
-Runtime backend) ``<model folder>/onnx_cache/``; uploads are size-limited.
+Runtime backend, never for a shipped voice) ``<model folder>/onnx_cache/``; uploads are
+size-limited. At start the console shows the address and this script's ``--host`` / ``--share``
+flags (Gradio's own lines, which name ``launch()`` arguments, are silenced).
 """
 
 from __future__ import annotations
@@ -31,7 +34,8 @@ import traceback
 import uuid
 from pathlib import Path
 
-from webui import hooks, mix, paths, plots, tools, tts
+from webui import hooks, mix, paths, plots, tts
+from webui.mix_tab import MixTab
 from webui.service import (
     F0_PREDICTORS,
     OUTPUT_FORMATS,
@@ -43,11 +47,11 @@ from webui.service import (
     parse_device,
     user_errors,
 )
+from webui.tools_tab import ToolsTab
 
 logger = logging.getLogger(__name__)
 
 NONE = "(none)"
-MAX_RATE_PERCENT = 10_000  # merge rates (percent); softmax(rates/100) in float32 needs them bounded
 # the conversion settings in the order the handlers receive them (ConvertOptions field names)
 SETTING_NAMES = (
     "speaker", "trans", "auto_predict_f0", "f0_predictor", "cluster_infer_ratio", "slice_db", "wav_format",
@@ -66,6 +70,8 @@ class WebUI:
         self.tmp = Path(temp_dir or tempfile.mkdtemp(prefix="sovits-webui-")).resolve()
         self.tmp.mkdir(parents=True, exist_ok=True)
         self.debug = False
+        self.tools = ToolsTab(self)
+        self.mix_tab = MixTab(self)
 
     # -- helpers --------------------------------------------------------------------------------
     def _fail(self, e: BaseException) -> str:
@@ -82,6 +88,11 @@ class WebUI:
 
     def model_names(self) -> list[str]:
         return [e.name for e in paths.discover_models(self.root)]
+
+    def model_choices(self) -> list[tuple[str, str]]:
+        """``(label, name)`` of each listed voice; shipped ones (``pretrain/<name>``) are marked."""
+        return [(f"{e.name} (shipped)" if e.shipped else e.name, e.name)
+                for e in paths.discover_models(self.root)]  # fmt: skip
 
     def cluster_names(self) -> list[str]:
         return [NONE, *paths.discover_cluster_files(self.root)]
@@ -109,7 +120,9 @@ class WebUI:
                 model, config = up_model, up_config
             else:
                 if not local_name:
-                    raise ValueError("no voice in logs/44k or trained/; upload one or train one")
+                    raise ValueError(
+                        "no voice in logs/44k, trained/ or pretrain/; upload one or train one"
+                    )
                 entry = paths.find_model(self.root, local_name)
                 model, config = entry.model, entry.config
             cluster = cluster_upload or (
@@ -166,9 +179,9 @@ class WebUI:
     def refresh(self):
         import gradio as gr
 
-        names = self.model_names()
+        choices = self.model_choices()
         d_models, d_configs = self.diffusion_names()
-        return (gr.update(choices=names, value=names[0] if names else None),
+        return (gr.update(choices=choices, value=choices[0][1] if choices else None),
                 gr.update(choices=self.cluster_names(), value=NONE),
                 gr.update(choices=d_models, value=d_models[min(1, len(d_models) - 1)]),
                 gr.update(choices=d_configs, value=d_configs[min(1, len(d_configs) - 1)]))  # fmt: skip
@@ -215,135 +228,9 @@ class WebUI:
         msg = f"Wrote results/{res.name} ({dur:.2f} s of audio in {res.seconds:.2f} s)"
         return msg, str(res.path), str(res.path), f0_png, spec_png
 
-    # -- voice mix ------------------------------------------------------------------------------
-    def mix_template(self):
-        try:
-            return mix.template(self.service.require().spk2id), "Template for the loaded voice."
-        except Exception as e:  # noqa: BLE001
-            return "", self._fail(e)
-
-    def mix_load(self):
-        p = self.root / "spkmix.py"
-        if not p.is_file():
-            return "", "Error: spkmix.py not found in the project folder"
-        return p.read_text(encoding="utf-8"), f"Loaded {p.name}."
-
-    def mix_check(self, text):
-        try:
-            svc = self.service.require()
-            _, weights = mix.check(svc, text)
-            names = [svc.speaker_name(i) or str(i) for i in range(weights.shape[0])]
-            return plots.plot_spk_mix(weights, names, self._tmp_file(".png")), "Timeline OK."
-        except Exception as e:  # noqa: BLE001
-            return None, self._fail(e)
-
-    def mix_save(self, text):
-        try:
-            if self.service.svc is not None:
-                mix.check(self.service.svc, text)
-            return f"Saved {mix.save(self.root, text).name} (inference_main.py -usm reads it)."
-        except Exception as e:  # noqa: BLE001
-            return self._fail(e)
-
-    def merge_rates(self, names, uploads):
-        import json
-
-        keys = list(names or []) + [Path(u).name for u in (uploads or [])]
-        return json.dumps({k: 100 for k in keys}, ensure_ascii=False)
-
     def merge(self, names, uploads, upload_config, rates_text, mode, out_name):
-        import json
-
-        import gradio as gr
-
-        try:
-            entries = [paths.find_model(self.root, n) for n in (names or [])]
-            sources = [(e.name, e.model) for e in entries] + [
-                (Path(u).name, u) for u in (uploads or [])
-            ]
-            rates_text = rates_text or "{}"
-            if len(rates_text) > 64_000:
-                raise ValueError(f"rates: {len(rates_text)} characters; at most 64000")
-            try:
-                rates_map = json.loads(rates_text)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"rates: not valid JSON ({e.msg})") from None
-            except RecursionError:
-                raise ValueError('rates: nested too deep; give {"name": percent, ...}') from None
-            if not isinstance(rates_map, dict):
-                raise ValueError('rates: give a JSON object {"name": percent, ...}')
-            rates = []
-            for key, _ in sources:
-                value = rates_map.get(key, 100)
-                if not isinstance(value, (int, float)) or isinstance(value, bool):
-                    raise ValueError(f"rates: {key} must be a number (percent)")
-                if not 0 <= value <= MAX_RATE_PERCENT:  # also NaN / Infinity
-                    raise ValueError(
-                        f"rates: {key} is {value}; a rate is a percentage in 0..{MAX_RATE_PERCENT}"
-                    )
-                rates.append(float(value))
-            config = upload_config or (entries[0].config if entries else None)
-            out = tools.merge_voices(
-                self.root, [m for _, m in sources], rates, mode, config, out_name
-            )
-            rel = out.relative_to(self.root).as_posix()
-            return (
-                f"Merged {len(sources)} checkpoints into {rel}",
-                str(out),
-                gr.update(choices=self.model_names()),
-            )
-        except Exception as e:  # noqa: BLE001
-            return self._fail(e), None, gr.update()
-
-    # -- tools ----------------------------------------------------------------------------------
-    def compress(self, source, local_name, up_model, up_config, half):
-        try:
-            if source == "upload":
-                model, config, stem = up_model, up_config, Path(up_model or "model").stem
-            else:
-                entry = paths.find_model(self.root, local_name or "")
-                model, config = entry.model, entry.config
-                stem = (
-                    entry.model.stem
-                    if entry.name.startswith("logs/")
-                    else entry.name.split("/", 1)[1]
-                )
-            out = tools.compress_voice(self.root, model, config, bool(half), stem)
-            size_in, size_out = os.path.getsize(model), os.path.getsize(out)
-            rel = out.relative_to(self.root).as_posix()
-            return (
-                f"Wrote {rel}: {size_out / 1e6:.2f} MB ({100 * size_out / size_in:.0f}% of {size_in / 1e6:.2f} MB)",
-                str(out),
-            )
-        except Exception as e:  # noqa: BLE001
-            return self._fail(e), None
-
-    def onnx_export(self, name):
-        import subprocess
-        import sys
-
-        try:
-            svc = self.service.require()
-            script = hooks.onnx_export_script()
-            if script is None:
-                raise ValueError("ONNX export is not available in this build")
-            name = paths.safe_name(name, default="model")
-            dest = paths.inside(self.root / "checkpoints", self.root / "checkpoints" / name)
-            dest.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(svc.net_g_path, dest / "model.pth")
-            shutil.copyfile(self.service.info.config, dest / "config.json")
-            proc = subprocess.run([sys.executable, str(script), "-n", name], cwd=self.root, capture_output=True,
-                                  text=True, timeout=1800)  # fmt: skip
-            if proc.returncode != 0:
-                raise ValueError(
-                    (proc.stderr.strip().splitlines() or ["onnx_export.py failed"])[-1]
-                )
-            onnx = dest / f"{name}_SoVits.onnx"
-            if not onnx.is_file():
-                raise ValueError(f"onnx_export.py did not write checkpoints/{name}/{onnx.name}")
-            return f"Exported checkpoints/{name}/{onnx.name} ({onnx.stat().st_size / 1e6:.1f} MB) and checkpoints/{name}.json"
-        except Exception as e:  # noqa: BLE001
-            return self._fail(e)
+        """Static merge (the Voice mix tab's :meth:`webui.mix_tab.MixTab.merge`)."""
+        return self.mix_tab.merge(names, uploads, upload_config, rates_text, mode, out_name)
 
     def set_debug(self, value):
         self.debug = bool(value)
@@ -355,7 +242,7 @@ class WebUI:
         import gradio as gr
 
         d = ConvertOptions()
-        names = self.model_names()
+        choices = self.model_choices()
         with gr.Blocks(title="so-vits-svc 4.1") as demo:
             gr.Markdown("## so-vits-svc 4.1: singing voice conversion")
             with gr.Tab("Convert", elem_id="tab_convert"):
@@ -363,14 +250,15 @@ class WebUI:
                     gr.Markdown("### Voice")
                     with gr.Row():
                         source = gr.Radio(["local", "upload"], value="local", label="Model source",
-                                          info="local: logs/44k/G_*.pth and trained/<name>/", elem_id="model_source")  # fmt: skip
+                                          info="local: logs/44k/G_*.pth, trained/<name>/ and the shipped pretrain/<name>/",
+                                          elem_id="model_source")  # fmt: skip
                         device = gr.Dropdown(
                             list_devices(), value="Auto", label="Device", elem_id="device"
                         )
                         enhance = gr.Checkbox(False, label="NSF-HiFiGAN enhancer", elem_id="enhance",
                                               info="needs pretrain/nsf_hifigan/")  # fmt: skip
                     with gr.Row(visible=True) as local_row:
-                        local_name = gr.Dropdown(names, value=names[0] if names else None, label="Voice",
+                        local_name = gr.Dropdown(choices, value=choices[0][1] if choices else None, label="Voice",
                                                  elem_id="local_model", scale=3)  # fmt: skip
                         refresh = gr.Button("Refresh lists", scale=1)
                     with gr.Row(visible=False) as upload_row:
@@ -424,7 +312,8 @@ class WebUI:
                         auto_f0 = gr.Checkbox(d.auto_predict_f0, label="Auto-predict f0 (-a; speech only, "
                                               "makes singing go off key)", elem_id="auto_f0")  # fmt: skip
                         f0p = gr.Dropdown(list(F0_PREDICTORS), value=d.f0_predictor, label="f0 predictor (-f0p)",
-                                          info="crepe/rmvpe/fcpe need their files in pretrain/", elem_id="f0p")  # fmt: skip
+                                          info="rmvpe needs pretrain/rmvpe.pt; fcpe and crepe ship with the install",
+                                          elem_id="f0p")  # fmt: skip
                         cr = gr.Slider(0, 1, value=d.cluster_infer_ratio, step=0.01, elem_id="cluster_ratio",
                                        label="Cluster / retrieval ratio (-cr; needs a cluster file)")  # fmt: skip
                         slice_db = gr.Number(d.slice_db, label="Silence threshold dB (-sd)", precision=0,
@@ -496,79 +385,8 @@ class WebUI:
                     label="Spectrograms", type="filepath", interactive=False, elem_id="spec_plot"
                 )
 
-            with gr.Tab("Voice mix", elem_id="tab_mix"):
-                gr.Markdown("### Static merge (convex: softmax of rates/100; linear: rates/100)")
-                with gr.Row():
-                    merge_names = gr.CheckboxGroup(
-                        names, label="Listed voices", elem_id="merge_names"
-                    )
-                    merge_uploads = gr.File(label="... and/or upload checkpoints", file_count="multiple",
-                                            file_types=[".pth"], elem_id="merge_uploads")  # fmt: skip
-                    merge_config = gr.File(label="Config for the merged voice (default: the first listed voice's)",
-                                           file_types=[".json"], elem_id="merge_config")  # fmt: skip
-                merge_rates = gr.Textbox(
-                    "{}", label="Rates in percent {voice: percent}", elem_id="merge_rates"
-                )
-                with gr.Row():
-                    merge_mode = gr.Radio(
-                        ["convex", "linear"], value="convex", label="Mode", elem_id="merge_mode"
-                    )
-                    merge_out = gr.Textbox(
-                        "merged", label="Name (written to trained/<name>/)", elem_id="merge_name"
-                    )
-                merge_btn = gr.Button("Merge", variant="primary", elem_id="merge_btn")
-                merge_msg = gr.Textbox(label="Merge status", interactive=False, elem_id="merge_msg")
-                merge_file = gr.File(
-                    label="Merged checkpoint", interactive=False, elem_id="merge_file"
-                )
-
-                gr.Markdown(
-                    "### Dynamic mix timeline (spkmix.py): `{speaker: [[t_start, t_end, v_start, v_end], ...]}`"
-                )
-                mix_text = gr.Code("", language="python", label="spk_mix_map", elem_id="mix_text")
-                with gr.Row():
-                    mix_tpl = gr.Button("Template for the loaded voice")
-                    mix_load_btn = gr.Button("Load spkmix.py")
-                    mix_check_btn = gr.Button("Check and preview", elem_id="mix_check_btn")
-                    mix_save_btn = gr.Button("Save to spkmix.py")
-                mix_msg = gr.Textbox(label="Timeline status", interactive=False, elem_id="mix_msg")
-                mix_img = gr.Image(label="Weights over the output", type="filepath", interactive=False,
-                                   elem_id="mix_plot")  # fmt: skip
-
-            with gr.Tab("Tools", elem_id="tab_tools"):
-                gr.Markdown(
-                    "### Compress a checkpoint for release (drops enc_q and the optimizer; into compressed/)"
-                )
-                with gr.Row():
-                    c_source = gr.Radio(
-                        ["local", "upload"], value="local", label="Model source", elem_id="c_source"
-                    )
-                    c_local = gr.Dropdown(
-                        names, value=names[0] if names else None, label="Voice", elem_id="c_local"
-                    )
-                    c_half = gr.Checkbox(False, label="float16 (-hf)", elem_id="c_half")
-                with gr.Row():
-                    c_model = gr.File(label="Model (.pth)", file_types=[".pth"], elem_id="c_model")
-                    c_config = gr.File(
-                        label="Config (.json)", file_types=[".json"], elem_id="c_config"
-                    )
-                c_btn = gr.Button("Compress", variant="primary", elem_id="compress_btn")
-                c_msg = gr.Textbox(
-                    label="Compression status", interactive=False, elem_id="compress_msg"
-                )
-                c_file = gr.File(
-                    label="Compressed checkpoint", interactive=False, elem_id="compress_file"
-                )
-                # ONNX export (onnx_export.py -n <name>), shown when onnx_export.py is present
-                with gr.Group(visible=hooks.onnx_export_script() is not None, elem_id="onnx_group"):
-                    gr.Markdown(
-                        "### ONNX export of the loaded voice (checkpoints/<name>/, for MoeVoiceStudio)"
-                    )
-                    onnx_name = gr.Textbox("model", label="Name", elem_id="onnx_name")
-                    onnx_btn = gr.Button("Export ONNX", elem_id="onnx_btn")
-                    onnx_msg = gr.Textbox(
-                        label="Export status", interactive=False, elem_id="onnx_msg"
-                    )
+            mix_text = self.mix_tab.build(choices, local_name)
+            self.tools.build(choices)
 
             debug = gr.Checkbox(
                 False, label="Debug: print tracebacks to the console", elem_id="debug"
@@ -596,24 +414,16 @@ class WebUI:
             tts_btn.click(
                 run_text, [tts_text, tts_voice, tts_gender, tts_rate, mix_text, *settings], outs
             )
-            merge_names.change(self.merge_rates, [merge_names, merge_uploads], merge_rates)
-            merge_uploads.change(self.merge_rates, [merge_names, merge_uploads], merge_rates)
-            merge_btn.click(self.merge, [merge_names, merge_uploads, merge_config, merge_rates, merge_mode, merge_out],
-                            [merge_msg, merge_file, local_name])  # fmt: skip
-            mix_tpl.click(self.mix_template, None, [mix_text, mix_msg])
-            mix_load_btn.click(self.mix_load, None, [mix_text, mix_msg])
-            mix_check_btn.click(self.mix_check, mix_text, [mix_img, mix_msg])
-            mix_save_btn.click(self.mix_save, mix_text, mix_msg)
-            c_btn.click(
-                self.compress, [c_source, c_local, c_model, c_config, c_half], [c_msg, c_file]
-            )
-            onnx_btn.click(self.onnx_export, onnx_name, onnx_msg)
             debug.change(self.set_debug, debug, None)
         return demo
 
     def launch(self, host: str = "127.0.0.1", port: int = 7860, share: bool = False, max_file_size: str = "200mb",
                block: bool = True, open_browser: bool = False):  # fmt: skip
-        """Build and serve; returns the Blocks (with ``block=False`` the server runs in a thread)."""
+        """Build and serve; returns the Blocks (with ``block=False`` the server runs in a thread).
+
+        Gradio's own start-up lines (which tell a Python caller to set ``share=True`` in
+        ``launch()``) are replaced by :func:`startup_message`, which names this script's flags.
+        """
         import gradio as gr
 
         demo = self.build()
@@ -623,15 +433,39 @@ class WebUI:
         allowed = [self.root / d for d in (paths.RESULTS_DIR, paths.COMPRESSED_DIR, "trained")] + [
             self.tmp
         ]
-        demo.queue(default_concurrency_limit=1).launch(
-            server_name=host, server_port=port, share=share, inbrowser=open_browser, max_file_size=max_file_size,
-            allowed_paths=[str(p) for p in allowed], prevent_thread_lock=not block, theme=theme, quiet=not block,
-            footer_links=[],
-        )  # fmt: skip
+        try:
+            demo.queue(default_concurrency_limit=1).launch(
+                server_name=host, server_port=port, share=share, inbrowser=open_browser, max_file_size=max_file_size,
+                allowed_paths=[str(p) for p in allowed], prevent_thread_lock=True, theme=theme, quiet=True,
+                footer_links=[],
+            )  # fmt: skip
+            if block:
+                url = demo.local_url
+                print(startup_message(url, host, demo.share_url if share else None), flush=True)
+                demo.block_thread()  # until Ctrl-C / SIGTERM
+        except KeyboardInterrupt:  # Ctrl-C / SIGTERM while still starting: close, end normally
+            if not block:
+                raise
+            demo.close()
         return demo
 
     def cleanup(self) -> None:
         shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def startup_message(local_url: str, host: str, share_url: str | None) -> str:
+    """What ``webUI.py`` prints once it serves: the address, and how to reach it from elsewhere
+    with this script's own flags (``--host``, ``--share``)."""
+    lines = [f"* Running on {local_url}"]
+    if share_url:
+        lines.append(f"* Public link (temporary, through Gradio's servers): {share_url}")
+    elif host in ("127.0.0.1", "localhost", "::1"):
+        lines.append("* This machine only. From your network: python webUI.py --host 0.0.0.0; "
+                     "a temporary public link (needs the internet): python webUI.py --share")  # fmt: skip
+    else:
+        lines.append(f"* Listening on {host} (reachable from your network); a temporary public "
+                     "link (needs the internet): python webUI.py --share")  # fmt: skip
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -655,6 +489,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     check_server_flags(args.port, args.max_seconds, max_file_size=args.max_file_size)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # Gradio's own start-up requests
     ui = WebUI(".", max_seconds=args.max_seconds)
     atexit.register(ui.cleanup)
     # SIGTERM (kill, systemd, docker stop) ends the UI like Ctrl-C: the server closes, launch

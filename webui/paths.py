@@ -10,6 +10,11 @@ Folders, relative to the project root (the current folder, like the CLI):
 - ``logs/44k/``: ``G_*.pth`` with ``config.json`` (train.py's output), cluster files;
 - ``trained/<name>/``: one ``*.pth`` and one ``*.json`` per voice (4.1's "local model" folder),
   optionally a cluster / retrieval file;
+- ``pretrain/<name>/``: **shipped voices** (e.g. ``pretrain/demo_voice/``): a folder holding one
+  ``*.pth`` and a ``config.json``. Listed as ``pretrain/<name>`` with ``shipped=True`` and loadable
+  by that name, **read-only**: the servers never write or delete anything there (the ONNX Runtime
+  backend, which caches an export next to the checkpoint, is refused for them). A file that
+  resolves outside ``pretrain/`` (a symlink pointing elsewhere) is not listed;
 - ``logs/44k/diffusion/``: shallow-diffusion models (``model_*.pt``) and ``config.yaml``
   (train_diff.py's output);
 - ``results/``: conversions, named as inference_main.py names them;
@@ -23,7 +28,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-MODEL_DIRS = ("logs/44k", "trained")
+MODEL_DIRS = ("logs/44k", "trained", "pretrain")
+SHIPPED_DIR = "pretrain"
 DIFFUSION_DIR = "logs/44k/diffusion"
 RESULTS_DIR = "results"
 COMPRESSED_DIR = "compressed"
@@ -62,6 +68,7 @@ class ModelEntry:
     model: Path
     config: Path
     cluster: tuple[Path, ...] = ()
+    shipped: bool = False  # pretrain/<name>/: shipped with the project, read-only
 
 
 def _step(p: Path) -> int:
@@ -69,16 +76,22 @@ def _step(p: Path) -> int:
     return int(digits) if digits else -1
 
 
+_TRAIN_CHECKPOINT = re.compile(r"G_\d+\.pth")
+
+
 def discover_models(root: str | os.PathLike) -> list[ModelEntry]:
-    """Voices under ``logs/44k`` (every ``G_*.pth`` with ``config.json``, newest first) and
-    ``trained/<name>/`` (exactly one ``*.pth`` and one ``*.json``)."""
+    """Voices under ``logs/44k`` (every ``G_<step>.pth`` train.py wrote, with ``config.json``,
+    newest first; a ``G_*_release*.pth`` there is not a training step and is not listed),
+    ``trained/<name>/`` (exactly one ``*.pth`` and one ``*.json``), then the shipped voices
+    ``pretrain/<name>/`` (:func:`discover_shipped`)."""
     root = Path(root)
     found: list[ModelEntry] = []
     logs = root / "logs" / "44k"
     cfg = logs / "config.json"
     if cfg.is_file():
         clusters = tuple(sorted(p for p in logs.iterdir() if _is_cluster(p)))
-        for g in sorted(logs.glob("G_*.pth"), key=_step, reverse=True):
+        steps = (g for g in logs.glob("G_*.pth") if _TRAIN_CHECKPOINT.fullmatch(g.name))
+        for g in sorted(steps, key=_step, reverse=True):
             found.append(ModelEntry(f"logs/44k/{g.name}", g, cfg, clusters))
     trained = root / "trained"
     if trained.is_dir():
@@ -88,7 +101,40 @@ def discover_models(root: str | os.PathLike) -> list[ModelEntry]:
             if len(pths) == 1 and len(jsons) == 1:
                 clusters = tuple(sorted(p for p in d.iterdir() if _is_cluster(p)))
                 found.append(ModelEntry(f"trained/{d.name}", pths[0], jsons[0], clusters))
+    return found + discover_shipped(root)
+
+
+def discover_shipped(root: str | os.PathLike) -> list[ModelEntry]:
+    """Shipped voices: every folder ``pretrain/<name>/`` holding exactly one ``*.pth`` and a
+    ``config.json`` (``pretrain/demo_voice/`` and any added later), listed as ``pretrain/<name>``
+    with ``shipped=True``. Folders of other pretrained files (``nsf_hifigan/``: ``model`` +
+    ``config.json``) hold no ``.pth`` and are not voices; a file resolving outside ``pretrain/``
+    is skipped."""
+    shipped = Path(root) / SHIPPED_DIR
+    if not shipped.is_dir():
+        return []
+    found = []
+    for d in sorted(p for p in shipped.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        pths = [p for p in d.glob("*.pth") if p.is_file()]
+        cfg = d / "config.json"
+        if (
+            len(pths) != 1
+            or not cfg.is_file()
+            or not all(is_shipped(root, p) for p in (*pths, cfg))
+        ):
+            continue
+        clusters = tuple(sorted(p for p in d.iterdir() if _is_cluster(p) and is_shipped(root, p)))
+        found.append(ModelEntry(f"{SHIPPED_DIR}/{d.name}", pths[0], cfg, clusters, shipped=True))
     return found
+
+
+def is_shipped(root: str | os.PathLike, path: str | os.PathLike) -> bool:
+    """Whether ``path`` resolves inside ``pretrain/`` (shipped files: read-only for the servers)."""
+    try:
+        inside(Path(root) / SHIPPED_DIR, Path(path).resolve())
+    except PathError:
+        return False
+    return True
 
 
 def _is_cluster(p: Path) -> bool:

@@ -31,32 +31,18 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from webui import paths
+from webui.errors import (  # noqa: F401 (re-exported: the servers import them from here)
+    ServiceError,
+    check_server_flags,
+    message,
+    user_errors,
+    validation_message,
+)
 
 F0_PREDICTORS = ("pm", "dio", "harvest", "crepe", "rmvpe", "fcpe")
 MIN_INPUT_RATE, MAX_INPUT_RATE = 1000, 384_000  # Hz: other sample rates in a header are refused
 MAX_INPUT_CHANNELS = 64
 OUTPUT_FORMATS = ("flac", "wav", "mp3", "ogg")
-
-
-class ServiceError(ValueError):
-    """A user mistake (bad file, wrong speaker, no model loaded ...): one readable line."""
-
-
-def user_errors() -> tuple[type[BaseException], ...]:
-    """Exceptions that carry a message for the user rather than a bug."""
-    from common.audio import AudioError
-    from common.checkpoint import CheckpointError
-    from common.errors import UserError
-    from inference.infer_tool import F0FilterException
-
-    return (ServiceError, AudioError, CheckpointError, UserError, F0FilterException,
-            paths.PathError, FileNotFoundError, KeyError, ValueError)  # fmt: skip
-
-
-def message(e: BaseException) -> str:
-    """One line for an exception (KeyError's repr quotes are dropped)."""
-    text = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
-    return " ".join(str(text).split()) or type(e).__name__
 
 
 class ConvertOptions(BaseModel):
@@ -121,27 +107,6 @@ class ConvertResult:
     name: str  # inference_main.py's file name
     path: Path | None  # results/<name> when saved
     seconds: float  # wall time of the conversion
-
-
-def check_server_flags(port: int, max_seconds: float, max_upload_mb: float | None = None,
-                       max_file_size: str | None = None) -> None:  # fmt: skip
-    """The servers' flags, refused with one line (exit 2) before anything is loaded or bound."""
-    import re
-
-    from common.errors import UsageError
-
-    if not 1 <= port <= 65535:
-        raise UsageError(f"--port {port}: out of range; a TCP port is 1..65535 (e.g. 7860)")
-    if not 0 < max_seconds <= 24 * 3600:  # also NaN
-        raise UsageError(f"--max_seconds {max_seconds}: out of range; give seconds in (0, 86400]")
-    if max_upload_mb is not None and not 0 < max_upload_mb <= 100_000:
-        raise UsageError(
-            f"--max_upload_mb {max_upload_mb}: out of range; give megabytes in (0, 100000]"
-        )
-    if max_file_size is not None and not re.fullmatch(
-        r"\d+\s*(b|kb|mb|gb|tb)", max_file_size.strip().lower()
-    ):
-        raise UsageError(f"--max_file_size {max_file_size}: not a size (e.g. 200mb, 1gb)")
 
 
 def list_devices() -> list[str]:
@@ -272,6 +237,12 @@ class VoiceService:
         for p, what in needed:
             if not p or not Path(p).is_file():
                 raise ServiceError(f"{what} file {p or '(none)'} not found; pick or upload one")
+        if backend == "onnx" and not only_diffusion and paths.is_shipped(self.root, model_path):
+            raise ServiceError(
+                f"{Path(model_path).parent.name}: a shipped voice (pretrain/) is read-only and the "
+                "onnx backend would write its export next to it; choose the torch backend, or copy "
+                "the voice's .pth and config.json to trained/<name>/ first"
+            )
         if only_diffusion and backend == "onnx":
             raise ServiceError(
                 "only diffusion does not use the so-vits synthesizer; choose the torch backend"
@@ -334,15 +305,30 @@ class VoiceService:
             raise ServiceError("no voice is loaded; load a model first")
         return self.svc
 
-    def speaker_name(self, speaker: str | int | None) -> str:
-        """The config's name for ``speaker`` (name or id); '' means the first speaker."""
+    def speaker_name(self, speaker: str | int | None, field: str = "speaker") -> str:
+        """The config's name for ``speaker`` (name or id); '' means the first speaker. ``field``:
+        what the caller called it (an HTTP form field, ``options.speaker``), named in the error."""
         svc = self.require()
         if speaker in ("", None):
             if not svc.spk2id:
                 raise ServiceError("the config lists no speakers")
             return next(iter(svc.spk2id))
-        sid = svc.speaker_id(str(speaker))
+        sid = self.speaker_id(speaker, field)
         return svc.speaker_name(sid) or str(sid)
+
+    def speaker_id(self, speaker: str | int, field: str = "speaker") -> int:
+        """``Svc.speaker_id`` (a name, or an id ``0..n-1``); an unknown speaker is refused naming
+        ``field`` (the caller's field, not inference_main.py's ``-s``) and the voice's speakers."""
+        svc = self.require()
+        text = str(speaker).strip()
+        known = text in svc.spk2id or (
+            text.lstrip("-").isdigit() and 0 <= int(text) < svc.n_speakers
+        )
+        if not known:
+            names = ", ".join(f"{k} ({v})" for k, v in svc.spk2id.items()) or "(none)"
+            raise ServiceError(f"{field}: speaker {text!r} is not a speaker of the loaded voice: "
+                               f"{names} (send one of these names or ids as {field})")  # fmt: skip
+        return svc.speaker_id(text if text in svc.spk2id else int(text))
 
     # -- conversion -----------------------------------------------------------------------------
     def read_input(self, audio: str | os.PathLike | bytes | np.ndarray) -> np.ndarray:
@@ -422,9 +408,10 @@ class VoiceService:
 
     def convert(self, audio: str | os.PathLike | bytes | np.ndarray, opts: ConvertOptions, clean_name: str,
                 spk_mix_map: dict | None = None, progress: Callable[[int, int], None] | None = None,
-                save: bool = True) -> ConvertResult:  # fmt: skip
+                save: bool = True, speaker_field: str = "speaker") -> ConvertResult:  # fmt: skip
         """Convert one input with ``opts``; with ``save`` the result is written to
-        ``results/<inference_main.py's name>`` (``clean_name`` is made a safe file name)."""
+        ``results/<inference_main.py's name>`` (``clean_name`` is made a safe file name).
+        ``speaker_field`` names ``opts.speaker`` as the caller sent it, for errors."""
         from common.audio import save_audio
         from inference.cli import output_name
 
@@ -438,7 +425,7 @@ class VoiceService:
                     raise ServiceError("dynamic voice mix is on but the mix timeline is empty")
                 spk, spk_label = spk_mix_map, "spk_mix"
             else:
-                spk = spk_label = self.speaker_name(opts.speaker)
+                spk = spk_label = self.speaker_name(opts.speaker, speaker_field)
             t0 = time.perf_counter()
             audio_out = svc.slice_inference(
                 wav, spk, opts.trans, opts.slice_db, opts.cluster_infer_ratio, opts.auto_predict_f0,
@@ -469,13 +456,38 @@ class VoiceService:
             f_out = np.asarray(pred.compute_f0(np.asarray(wav_out, np.float32)), np.float32)
             return f_in, f_out, svc.hop_size / svc.target_sample
 
-    def infer_chunk(
-        self, audio: bytes | np.ndarray, speaker: str | int, tran: float
-    ) -> tuple[np.ndarray, int]:
+    def infer_chunk(self, audio: bytes | np.ndarray, speaker: str | int, tran: float, out_sr: int = 0,
+                    speaker_field: str = "speaker") -> tuple[np.ndarray, int]:  # fmt: skip
         """One short chunk converted whole (4.1 flask_api's raw path: no slicing, cluster 0,
-        noise 0.4, f0 ``pm``) → ``(float32 [L], model rate)``."""
+        noise 0.4, f0 ``pm``) → ``(float32 [N_out], out_sr)``.
+
+        ``audio``: uploaded bytes (``N_in`` samples at their own rate ``in_sr``) or a wav already at
+        the model's rate. ``out_sr``: the answer's rate, 0 = ``in_sr``. The answer has exactly
+        ``N_out = round(N_in · out_sr / in_sr)`` samples (``N_in`` when the rates are equal), so a
+        plug-in that plays chunk after chunk gets no gap: the synthesizer gives whole hops
+        (``n_frames · hop`` samples for ``n_frames = L // hop`` at the model's rate), so the chunk
+        is zero-padded at its end to ``ceil(L / hop) + 1`` frames, converted, resampled, and the
+        first ``N_out`` samples are kept (the padding's audio is dropped, never a zero tail).
+        """
+        from common.audio import resample
+
         with self.lock:
             svc = self.require()
-            wav = self.read_input(audio)
-            out, _, _ = svc.infer(speaker, tran, wav)
-            return out.detach().float().cpu().numpy(), svc.target_sample
+            sr, hop = svc.target_sample, svc.hop_size
+            if isinstance(audio, (bytes, bytearray)):
+                data, in_sr = self._decode_upload(bytes(audio))
+                wav = self.read_input(resample(data, in_sr, sr))
+            else:
+                data, in_sr = audio, sr
+                wav = self.read_input(audio)
+            out_sr = int(out_sr or in_sr)
+            n_out = (2 * len(data) * out_sr + in_sr) // (2 * in_sr)  # round(N_in·out/in), exact
+            sid = self.speaker_id(speaker, speaker_field)
+            n_frames = -(-len(wav) // hop) + 1
+            padded = np.zeros(n_frames * hop, dtype=np.float32)
+            padded[: len(wav)] = wav
+            out, _, _ = svc.infer(sid, tran, padded)
+            out = resample(out.detach().float().cpu().numpy(), sr, out_sr)
+            if len(out) < n_out:  # cannot happen: one spare hop covers the resampling's rounding
+                raise RuntimeError(f"chunk: {len(out)} samples converted, {n_out} needed")
+            return out[:n_out], out_sr
