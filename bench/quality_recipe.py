@@ -141,10 +141,15 @@ def prepare(work: Path, args) -> None:
     run("resample", [str(ROOT / "resample.py")], work)
     cfg = work / "configs" / "config.json"
     if not cfg.is_file():
-        flags = ["--speech_encoder", args.speech_encoder] + (["--tiny"] if args.config == "tiny"
-                                                            else [])  # fmt: skip
+        tiny = args.config in ("tiny", "small")
+        flags = ["--speech_encoder", args.speech_encoder] + (["--tiny"] if tiny else [])
         run("config", [str(ROOT / "preprocess_flist_config.py"), *flags], work)
         c = json.loads(cfg.read_text(encoding="utf-8"))
+        if args.config == "small":  # the demo voice's small model and CPU schedule
+            from bench.train_demo_voice import DEMO_MODEL, DEMO_TRAIN
+
+            c["model"].update(DEMO_MODEL)
+            c["train"].update(DEMO_TRAIN)
         c["train"].update(json.loads(args.train_overrides))
         c["model"].update(json.loads(args.model_overrides))
         write_text(cfg, json.dumps(c, indent=2) + "\n")
@@ -405,7 +410,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workdir", default=str(ROOT / "bench" / "results" / "quality"))
     p.add_argument("--data", default=str(ROOT.parent / "shared" / "data"),
                    help="folder with vocadito/, librispeech/, sms-tools/")  # fmt: skip
-    p.add_argument("--config", choices=["tiny", "template"], default="tiny")
+    p.add_argument("--config", choices=["small", "tiny", "template"], default="small",
+                   help="small: the demo voice's model and CPU schedule (mel-only warm-up, then "
+                        "the discriminator; bench/train_demo_voice.py DEMO_MODEL/DEMO_TRAIN); "
+                        "tiny / template: preprocess_flist_config.py's (--tiny)")  # fmt: skip
     p.add_argument(
         "--speech_encoder",
         default="whisper-ppg-ct2",
