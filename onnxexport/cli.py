@@ -98,7 +98,9 @@ def _export_synthesizer(args) -> None:
 
     result = export_model(args.model_name, args.root, cluster=args.cluster)
     spec = result.spec
-    print(f"exported in {result.seconds:.1f} s: inputs {', '.join(spec.input_names)} → audio")
+    # the written file's inputs (4.1's, for MoeVoiceStudio): the traced graph's sine_phase /
+    # sine_noise inputs are folded away unless the graph is exported with fed=True
+    print(f"exported in {result.seconds:.1f} s: inputs {', '.join(spec.moevs_input_names)} → audio")
     for f in result.files:
         print(f"wrote {f}")
     if args.encoder:
