@@ -2,8 +2,9 @@
 
 Drops the posterior encoder (``enc_q.*``, only needed for training) and the optimizer state;
 ``-hf`` also stores the weights as float16. The training step (``train_state``, else the
-``G_<step>`` file name) is kept as ``step``, the epoch as ``iteration``. The result loads like any checkpoint (the missing
-``enc_q`` keys keep their fresh initial values) and is used for inference.
+``G_<step>`` file name) is kept as ``step``, the epoch as ``iteration`` (4.1 wrote 0). The result
+loads like any checkpoint (the missing ``enc_q`` keys keep their fresh initial values) and is used
+for inference.
 
     python compress_model.py -c configs/config.json -i logs/44k/G_30400.pth [-o out.pth] [-hf]
 """

@@ -77,7 +77,8 @@ class F0FilterException(Exception):
 
 
 DC_CUTOFF_HZ = 20.0
-"""The synthesizer's output goes through a zero-phase high-pass at this frequency (:func:`remove_dc`)."""
+"""The synthesizer's output goes through a zero-phase high-pass at this frequency [Hz]
+(:func:`remove_dc`)."""
 
 
 def remove_dc(audio: torch.Tensor, sr: int, cutoff: float = DC_CUTOFF_HZ) -> torch.Tensor:
