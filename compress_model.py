@@ -1,8 +1,10 @@
 """Make a release checkpoint from a training ``G_*.pth`` (sovits-4.1.md §2.9).
 
 Drops the posterior encoder (``enc_q.*``, only needed for training) and the optimizer state;
-``-hf`` also stores the weights as float16. The result loads like any checkpoint (the missing
-``enc_q`` keys keep their fresh initial values) and is used for inference.
+``-hf`` also stores the weights as float16. The training step (``train_state``, else the
+``G_<step>`` file name) is kept as ``step``, the epoch as ``iteration`` (4.1 wrote 0). The result
+loads like any checkpoint (the missing ``enc_q`` keys keep their fresh initial values) and is used
+for inference.
 
     python compress_model.py -c configs/config.json -i logs/44k/G_30400.pth [-o out.pth] [-hf]
 
@@ -27,6 +29,7 @@ def compress(
     from common.checkpoint import (
         CheckpointError,
         check_checkpoint_fit,
+        checkpoint_step,
         safe_load,
         strip_module_prefix,
     )
@@ -56,10 +59,15 @@ def compress(
     }
     out = {
         "model": kept,
-        "iteration": 0,
+        # the training epoch (4.1's "iteration") and step are kept (4.1 wrote 0): the loader
+        # says which step a release file was taken at
+        "iteration": int(ckpt.get("iteration", 0) or 0),
         "optimizer": optim_g.state_dict(),
         "learning_rate": 0.0001,
     }
+    step = checkpoint_step(ckpt, input_model)
+    if step is not None:
+        out["step"] = step
     torch_save(out, output_model)
     return out
 

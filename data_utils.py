@@ -39,6 +39,7 @@ logger = logging.getLogger(__name__)
 
 MAX_FRAMES = 800  # longer items are cut to a random 790-frame window (reference)
 CUT_FRAMES = 790
+MAX_LONG_WARNINGS = 10  # files named one by one in the "longer than an item may be" warning
 
 
 class DatasetError(UserError, ValueError):
@@ -125,6 +126,7 @@ class TextAudioSpeakerLoader(torch.utils.data.Dataset):
                 f"the working directory {os.getcwd()}): {shown}"
             )
 
+        self._warn_long_items("training" if crop else "validation")
         self.all_in_mem = all_in_mem
         self._reported: set[str] = set()
         self.cache = None
@@ -135,6 +137,36 @@ class TextAudioSpeakerLoader(torch.utils.data.Dataset):
             if not self.cache:
                 raise DatasetError(f"{source}: no usable item (reasons above)",
                                    "re-run preprocess_hubert_f0.py")  # fmt: skip
+
+    def _warn_long_items(self, kind: str) -> None:
+        """One warning line per listed file longer than an item may be (:meth:`random_slice`
+        cuts it to one random window per epoch; the rest of it goes unused that epoch). The
+        window also caps what a long clip costs: a step's memory grows with the longest item of
+        its batch (the encoders' attention with its square), so without the cut one 33 s clip
+        would multiply it. Reads the file headers only."""
+        import soundfile as sf
+
+        limit, cut = (self.max_frames,) * 2 if self.max_frames else (MAX_FRAMES, CUT_FRAMES)
+        setting = "train.max_frames" if self.max_frames else "so-vits-svc 4.1's crop"
+        sr, hop = self.sampling_rate, self.hop_length
+        long = []
+        for p in self.audiopaths:
+            try:
+                n = sf.info(p).frames
+            except Exception:  # noqa: BLE001 - an unreadable file is reported when it is loaded
+                continue
+            if n // hop > limit:
+                long.append((p, n))
+        for p, n in long[:MAX_LONG_WARNINGS]:
+            logger.warning(
+                "%s: %.1f s is longer than a %s item may be (%.1f s, %d frames: %s); each epoch "
+                "uses one random %.1f s window of it (slice long recordings into 5-15 s clips, "
+                "as for so-vits-svc 4.1)", p, n / sr, kind, limit * hop / sr, limit, setting,
+                cut * hop / sr,
+            )  # fmt: skip
+        if len(long) > MAX_LONG_WARNINGS:
+            logger.warning("%d more %s files are longer than %.1f s", len(long) - MAX_LONG_WARNINGS,
+                           kind, limit * hop / sr)  # fmt: skip
 
     # ------------------------------------------------------------------------------------------
     def _spec(self, filename: str, audio_norm: torch.Tensor) -> torch.Tensor:

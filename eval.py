@@ -86,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="language of the sources (Whisper code: en, zh, ja, ko, ...; none: no "
                         "CER/WER): en by Whisper tiny.en, others by the multilingual base; zh/ja/"
                         "th...: CER on characters without spaces, no WER")  # fmt: skip
-    p.add_argument("--out", required=True, help="folder for eval.json, eval_table.txt, PNGs")
+    p.add_argument("--out", required=True,
+                   help="folder for eval.json, eval_table.txt, the PNGs (<output>.compare.png)")  # fmt: skip
     p.add_argument("--f0_predictor", default="auto",
                    help="auto (rmvpe if pretrain/rmvpe.pt exists, else fcpe), fcpe, rmvpe, pm, ...")  # fmt: skip
     p.add_argument("--no_asr", action="store_true", help="skip CER/WER (Whisper)")
@@ -118,6 +119,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(format_table(report))
     print(f"written: {Path(args.out) / 'eval.json'}")
+    pictures = sorted(Path(args.out).glob("*.compare.png")) if not args.no_plots else []
+    if pictures:  # in --out (never beside the outputs: their folder may be read-only or shared)
+        print(f"pictures: {Path(args.out)}/<output name>.compare.png ({len(pictures)})")
     failed = [f for f in report["files"] if "error" in f]
     for f in failed:
         print(f"eval.py: {f['error']}", file=sys.stderr)

@@ -239,6 +239,18 @@ def check_checkpoint_fit(
     return fit
 
 
+def checkpoint_step(ckpt: dict, path: str | os.PathLike | None = None) -> int | None:
+    """The training step a checkpoint was taken at: ``train_state.global_step`` (train.py), the
+    ``step`` of a release file (compress_model.py), else the ``<step>`` of a ``G_<step>.pth`` file
+    name; None when none of them is there (a 4.1 release or pretrained file)."""
+    ts = ckpt.get("train_state")
+    for value in (ts.get("global_step") if isinstance(ts, dict) else None, ckpt.get("step")):
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            return int(value)
+    m = re.fullmatch(r"G_(\d+)\.pth", os.path.basename(str(path or "")))
+    return int(m.group(1)) if m else None
+
+
 def load_checkpoint(
     path: str | os.PathLike,
     model: torch.nn.Module,
@@ -306,7 +318,13 @@ def load_checkpoint(
             logger.warning("%s: optimizer state does not fit (%s); starting it fresh", path, e)
     iteration = int(ckpt.get("iteration", 0) or 0)
     learning_rate = float(ckpt.get("learning_rate", 0.0) or 0.0)
-    logger.info("Loaded checkpoint %s (iteration %d)", path, iteration)
+    step = checkpoint_step(ckpt, path)
+    if step is not None:
+        epoch = f", epoch {iteration}" if iteration > 0 else ""  # a release keeps 0 from 4.1's tool
+        logger.info("Loaded checkpoint %s (step %d%s)", path, step, epoch)
+    else:
+        logger.info("Loaded checkpoint %s (epoch %d; no training step recorded in the file)",
+                    path, iteration)  # fmt: skip
     return model, optimizer, learning_rate, iteration
 
 

@@ -49,7 +49,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="sovits4 inference")
     a = p.add_argument
     # what you must set
-    a("-m", "--model_path", type=str, default="logs/44k/G_37600.pth", help="model path (G_*.pth)")
+    a(
+        "-m",
+        "--model_path",
+        type=str,
+        default="logs/44k/G_37600.pth",
+        help="model path (G_*.pth; a folder: its newest G_*.pth)",
+    )
     a("-c", "--config_path", type=str, default="logs/44k/config.json", help="config path")
     a(
         "-cl",
@@ -310,6 +316,15 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     args = build_parser().parse_args(argv)
     check_flags(args)
+    if os.path.isdir(args.model_path):  # a training folder: its newest G_<step>.pth
+        from common.checkpoint import latest_checkpoint_path
+
+        newest = latest_checkpoint_path(args.model_path, "G_*.pth")
+        if newest is None:
+            raise InputError(f"-m {args.model_path}: a folder without G_<step>.pth checkpoints",
+                             "give a checkpoint file, or train first with train.py")  # fmt: skip
+        logger.info("-m %s: using its newest checkpoint %s", args.model_path, newest)
+        args.model_path = newest
     if args.backend == "onnx" and args.auto_predict_f0:
         raise UsageError("-a (automatic f0 prediction) is not part of the ONNX graph (as in "
                          "so-vits-svc 4.1's export)", "use --backend torch for it")  # fmt: skip
@@ -359,12 +374,20 @@ def main(argv: list[str] | None = None) -> int:
                              "use it with --backend torch and without -od")  # fmt: skip
         face = VisemesPredictor(args.visemes)
     t0 = time.perf_counter()
-    svc_model = Svc(args.model_path, args.config_path, args.device, args.cluster_model_path, args.enhance,
-                    args.diffusion_model_path, args.diffusion_config_path, args.shallow_diffusion,
-                    args.only_diffusion, use_spk_mix, args.feature_retrieval, precision=args.precision,
-                    max_chunk_seconds=args.max_chunk_seconds,
-                    allow_partial=args.allow_partial, backend=args.backend,
-                    onnx_model=args.onnx_model)  # fmt: skip
+    from vdecoder.pretrained import VocoderMissing
+
+    try:
+        svc_model = Svc(args.model_path, args.config_path, args.device, args.cluster_model_path, args.enhance,
+                        args.diffusion_model_path, args.diffusion_config_path, args.shallow_diffusion,
+                        args.only_diffusion, use_spk_mix, args.feature_retrieval, precision=args.precision,
+                        max_chunk_seconds=args.max_chunk_seconds,
+                        allow_partial=args.allow_partial, backend=args.backend,
+                        onnx_model=args.onnx_model)  # fmt: skip
+    except VocoderMissing as e:  # the enhancer's or the diffusion config's NSF-HiFiGAN
+        diffusion = args.shallow_diffusion or args.only_diffusion
+        hint = ("-shd/-od need it (vocoder.ckpt of the -dc config); or convert without -shd/-od"
+                if diffusion else "-eh needs it; or convert without -eh")  # fmt: skip
+        raise VocoderMissing(str(e), hint) from None
     logger.info("model loaded in %.2f s", time.perf_counter() - t0)
     if svc_model.shallow_diffusion:  # -ks against the diffusion model, before any input is read
         k_max = int(svc_model.diffusion_model.k_step_max)

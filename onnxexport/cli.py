@@ -69,6 +69,8 @@ def _export(args, folder) -> int:
             f"{folder / 'model.pth'}: not found; --encoder and --cluster need the so-vits-svc "
             "model (model.pth + config.json) beside the diffusion model"
         )
+    if synth and args.encoder:  # before any export: the encoder's file (one line, the way round)
+        _require_encoder(args, folder)
     if synth and args.diffusion:  # the two models must fit, checked before any export
         from onnxexport.export import check_diffusion_beside
 
@@ -90,6 +92,36 @@ def _export(args, folder) -> int:
     return 0
 
 
+def _require_encoder(args, folder) -> None:
+    """--encoder: the config's speech encoder can be exported and its file is there, else one
+    line naming the file, where it comes from and the flags that avoid it."""
+    from onnxexport.encoder import EXPORTABLE
+    from onnxexport.loading import ExportError, load_config_checked
+    from vencoder import ENCODERS, MissingCheckpointError, encoder_path
+    from vencoder.base import require_file
+
+    if not (folder / "config.json").is_file():
+        return  # the export says what to put where
+    name = load_config_checked(folder / "config.json").model.get("speech_encoder") or "vec768l12"
+    if name not in EXPORTABLE:
+        raise ExportError(
+            f"--encoder: speech encoder {name!r} of {folder / 'config.json'} cannot be exported to "
+            f"ONNX here (exportable: {', '.join(EXPORTABLE)})", "leave --encoder out"
+        )  # fmt: skip
+    path = args.encoder_path or encoder_path(name)
+    try:
+        require_file(path, name, ENCODERS[name].source)
+    except MissingCheckpointError as e:
+        flag = (
+            "check --encoder_path"
+            if args.encoder_path
+            else "give the file with --encoder_path PATH"
+        )
+        raise MissingCheckpointError(
+            str(e), f"{flag}, or leave --encoder out: the synthesizer is exported without it"
+        ) from None
+
+
 def _export_synthesizer(args) -> None:
     from pathlib import Path
 
@@ -98,7 +130,9 @@ def _export_synthesizer(args) -> None:
 
     result = export_model(args.model_name, args.root, cluster=args.cluster)
     spec = result.spec
-    print(f"exported in {result.seconds:.1f} s: inputs {', '.join(spec.input_names)} → audio")
+    # the written file's inputs (4.1's, for MoeVoiceStudio): the traced graph's sine_phase /
+    # sine_noise inputs are folded away unless the graph is exported with fed=True
+    print(f"exported in {result.seconds:.1f} s: inputs {', '.join(spec.moevs_input_names)} → audio")
     for f in result.files:
         print(f"wrote {f}")
     if args.encoder:

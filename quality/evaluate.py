@@ -131,12 +131,14 @@ class Evaluator:
     """Holds the models and caches (sources, banks) across the items of one batch."""
 
     def __init__(self, f0_predictor: str = "auto", asr: bool = True, dnsmos: bool = True):
-        from modules.f0 import F0ModelMissing
+        from modules.f0 import SHIPPED_F0, F0ModelMissing
 
         try:
             self.tracker = PitchTracker(f0_predictor)
         except (F0ModelMissing, ValueError) as e:
-            raise EvalError(f"f0 predictor {f0_predictor!r}: {e}") from None
+            hint = f" (or pass --f0_predictor {SHIPPED_F0}: it ships with the install)"
+            raise EvalError(f"f0 predictor {f0_predictor!r}: {e}"
+                            + (hint if isinstance(e, F0ModelMissing) else "")) from None  # fmt: skip
         self.speaker = SpeakerEncoder()
         self.dnsmos = None
         if dnsmos:

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import torch
 
-from common.checkpoint import load_checkpoint, safe_load, save_checkpoint
+from common.checkpoint import checkpoint_step, load_checkpoint, safe_load, save_checkpoint
 from common.features import f0_path, save_f0, spec_path
 from common.hparams import HParams
 from tests.conftest import ROOT, run_script
@@ -325,8 +325,10 @@ def test_finetune_from_pretrained_other_speaker_count(workdir):
 def _check_compressed(cfg, full_path: Path, out_path: Path, half: bool) -> None:
     full = safe_load(full_path)
     comp = safe_load(out_path)
-    assert set(comp) == {"model", "iteration", "optimizer", "learning_rate"}
-    assert comp["iteration"] == 0 and comp["learning_rate"] == 0.0001
+    # 4.1's keys plus the training step; the epoch ("iteration") is kept (4.1 wrote 0)
+    assert set(comp) == {"model", "iteration", "optimizer", "learning_rate", "step"}
+    assert comp["iteration"] == full["iteration"] and comp["learning_rate"] == 0.0001
+    assert comp["step"] == checkpoint_step(full, full_path)
     assert comp["optimizer"]["state"] == {}
     assert not any("enc_q" in k for k in comp["model"])
     assert set(comp["model"]) == {k for k in full["model"] if "enc_q" not in k}

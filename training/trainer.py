@@ -774,8 +774,12 @@ def _run(opts: TrainOptions, hps: HParams, model_dir: str, d: _Dist, device) -> 
                         "global_step": global_step},
                        os.path.join(debug_dir, f"rank{rank}_final.pt"))  # fmt: skip
         d.barrier()
-        logger.info("Training stopped at step %d (epoch %d)", global_step,
-                    last[0] if last else epoch_str)  # fmt: skip
+        # global_step is the next step; the last one done (and saved as G_/D_<step>) is one less
+        if global_step > 0:
+            logger.info("Training stopped at step %d (epoch %d; last checkpoint G_%d.pth)",
+                        global_step - 1, last[0] if last else epoch_str, global_step - 1)  # fmt: skip
+        else:
+            logger.info("Training stopped before its first step")
     finally:
         if sample_log is not None:
             sample_log.close()

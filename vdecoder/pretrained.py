@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from common.checkpoint import CheckpointError, safe_load
+from common.errors import InputError
 from common.hparams import HParams
 from vdecoder.nsf_hifigan import NsfHifiGanGenerator
 from vdecoder.weight_norm import fold_weight_norm
@@ -31,6 +32,12 @@ logger = logging.getLogger(__name__)
 DEFAULT_NSF_HIFIGAN = "pretrain/nsf_hifigan/model"
 VOCODER_TYPES = ("nsf-hifigan", "nsf-hifigan-log10")
 LOG10_SCALE = 0.434294
+
+
+class VocoderMissing(InputError, FileNotFoundError):
+    """The NSF-HiFiGAN files are not there (one line: the file and where it comes from; each
+    script adds the flag that avoids it)."""
+
 
 _HOWTO = (
     "download openvpi's nsf_hifigan_20221211.zip and unzip its files into pretrain/nsf_hifigan/ "
@@ -45,6 +52,7 @@ __all__ = [
     "load_nsf_hifigan",
     "save_nsf_hifigan",
     "Vocoder",
+    "VocoderMissing",
     "default_device",
 ]
 
@@ -66,7 +74,7 @@ def load_nsf_config(model_path: str | os.PathLike) -> HParams:
         with open(path, encoding="utf-8") as f:
             data = json.load(f)
     except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: NSF-HiFiGAN config not found; {_HOWTO}") from None
+        raise VocoderMissing(f"{path}: NSF-HiFiGAN config not found; {_HOWTO}") from None
     except json.JSONDecodeError as e:
         raise ValueError(f"{path}: not valid JSON ({e})") from None
     if not isinstance(data, dict):
@@ -91,7 +99,7 @@ def load_nsf_hifigan(
     h = load_nsf_config(model_path)
     path = model_file(model_path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: NSF-HiFiGAN model not found; {_HOWTO}")
+        raise VocoderMissing(f"{path}: NSF-HiFiGAN model not found; {_HOWTO}")
     generator = NsfHifiGanGenerator.from_openvpi(h)
     ckpt = safe_load(path, map_location="cpu")
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("generator"), dict):
