@@ -336,15 +336,20 @@ def load_diffusion_config(
     """Read and validate a ``diffusion.yaml`` (one-line :class:`ConfigError` on any problem)."""
     import yaml
 
+    cfg = _read_config(path, yaml.safe_load, yaml.YAMLError, "diffusion", "YAML", HINT,
+                       "run preprocess_flist_config.py, or give the path with --diff_config")  # fmt: skip
+    return validate_diffusion_config(cfg, path, purpose, config)
+
+
+def _read_config(path, load, parse_error, kind: str, fmt: str, hint: str, where: str):
+    """``load(file)`` of ``path``; a missing file or a parse error is one :class:`ConfigError`."""
     try:
         with open(path, encoding="utf-8") as f:
-            cfg = yaml.safe_load(f)
+            return load(f)
     except FileNotFoundError:
-        raise ConfigError(f"{path}: diffusion config not found",
-                          "run preprocess_flist_config.py, or give the path with --diff_config") from None  # fmt: skip
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})", HINT) from None
-    return validate_diffusion_config(cfg, path, purpose, config)
+        raise ConfigError(f"{path}: {kind} config not found", where) from None
+    except (parse_error, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: not valid {fmt} ({str(e).splitlines()[0]})", hint) from None
 
 
 VISEMES_RULES: list[Rule] = [
@@ -373,14 +378,8 @@ def load_visemes_config(path: str | os.PathLike) -> dict:
     """Read and check ``configs/visemes.json`` (train_visemes.py): one-line :class:`ConfigError`."""
     import json
 
-    try:
-        with open(path, encoding="utf-8") as f:
-            cfg = json.load(f)
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: visemes config not found",
-                          "run motion/prepare_visemes.py, or give the path with -c") from None  # fmt: skip
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{path}: not valid JSON ({e})", VISEMES_HINT) from None
+    cfg = _read_config(path, json.load, json.JSONDecodeError, "visemes", "JSON", VISEMES_HINT,
+                       "run motion/prepare_visemes.py, or give the path with -c")  # fmt: skip
     if not isinstance(cfg, dict):
         raise ConfigError(f"{path}: a visemes config must be a JSON object", VISEMES_HINT)
     for section in ("data", "model", "train"):

@@ -31,6 +31,7 @@ import soundfile as sf
 from tests.conftest import PYTHON, ROOT, run_script
 from tests.http_server import free_port, serve_in_thread
 from tests.infer_fixtures import make_workdir, singing
+from tests.test_webui_browser import wait_text
 
 SHIPPED = "pretrain/tiny_voice"
 
@@ -349,14 +350,6 @@ def page(ui_process):
         pg.wait_for_selector("#load_btn")
         yield pg
         browser.close()
-
-
-def wait_text(pg, elem_id: str, contains: str) -> str:
-    pg.wait_for_function(
-        "([id, s]) => { const t = document.querySelector(`#${id} textarea`); return t && t.value.includes(s) }",
-        arg=[elem_id, contains],
-    )
-    return pg.input_value(f"#{elem_id} textarea")
 
 
 def test_browser_newcomer_path(page, ui_process):
