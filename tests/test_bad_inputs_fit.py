@@ -161,12 +161,12 @@ def _snapshot(root: Path) -> dict[str, tuple[int, int]]:
 
 def _no_work(monkeypatch) -> None:
     """Reading an input is the first step of a conversion: it must not be reached."""
-    import inference.infer_tool as infer_tool
+    import inference.dsp as dsp
 
     def refuse(*a, **k):
         raise AssertionError("the conversion started before the mistake was found")
 
-    monkeypatch.setattr(infer_tool, "_read_audio", refuse)
+    monkeypatch.setattr(dsp, "read_audio", refuse)
 
 
 def run_inprocess(module: str, args: list, cwd: Path, capfd, monkeypatch) -> tuple[int, str]:
