@@ -169,8 +169,12 @@ class SvcLoading:
         self.z_listener: Any = None
 
     def _check_cluster_model(self) -> None:
-        """A k-means file or feature index of another config is refused at load time."""
-        ssl_dim = self.net_g_ms.ssl_dim
+        """A k-means file or feature index of another config is refused at load time (units of
+        the so-vits model's width; with -od and no so-vits model, the diffusion model's)."""
+        if self.net_g_ms is not None:
+            ssl_dim = self.net_g_ms.ssl_dim
+        else:
+            ssl_dim = self.diffusion_model.unit_embed.in_features
         if self.feature_retrieval:
             dims = {str(k): int(v.index.d) for k, v in self.cluster_model.items()}
             tool = "train_index.py"

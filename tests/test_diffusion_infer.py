@@ -180,6 +180,23 @@ def test_only_diffusion_in_process(work, monkeypatch):
     assert n == n_frames * 512 and torch.equal(a1, a2) and a1.abs().max() > 0
 
 
+def test_only_diffusion_with_a_cluster_model(work, monkeypatch):
+    """-od with a k-means file: its width is checked against the diffusion model's units (there is
+    no so-vits model to ask; this used to stop with an AttributeError)."""
+    root, _ = work
+    from inference.infer_tool import Svc
+
+    monkeypatch.chdir(root)
+    assert (root / "logs/44k/kmeans_10000.pt").is_file()
+    svc = Svc("nope.pth", "nope.json", "cpu", "logs/44k/kmeans_10000.pt", only_diffusion=True,
+              diffusion_model_path="logs/44k/diffusion/model_0.pt",
+              diffusion_config_path="logs/44k/diffusion/config.yaml")  # fmt: skip
+    svc.diffusion_args.infer["speedup"] = 20
+    wav = sf.read(root / "raw" / "song.wav", dtype="float32")[0][: int(0.5 * 44100)]
+    audio, _, _ = svc.infer("alto", 0, wav, cluster_infer_ratio=0.5, k_step=100, seed=1)
+    assert torch.isfinite(audio).all() and audio.abs().max() > 0
+
+
 def test_k_step_above_max_is_an_error(work, monkeypatch):
     root, _ = work
     from inference.infer_tool import Svc
