@@ -13,8 +13,11 @@ motion sidecar (synthetic face takes of the bass → motion/prepare_visemes.py �
 inference_main.py --visemes: a face track ``*.blendshapes.npy``/``.csv`` next to the conversion) →
 inference_main.py with the demo voice shipped in ``pretrain/demo_voice/`` (the same two singers,
 trained ahead for hours by ``bench/train_demo_voice.py``: a few CPU minutes of training cannot make
-a voice that sings) on an alto clip none of these models heard → eval.py's table for the
-conversions, with a spectrogram + f0 picture of source vs output next to each.
+a voice that sings) on an alto clip none of these models heard → inference_main.py with the
+real-voice base shipped in ``pretrain/base_voice/`` (real, licensed recordings only,
+``bench/train_base_voice.py``): a held-out phrase of the vocadito singer S7 sung with the voice of
+the vocadito singer S1 → eval.py's table for the conversions, with a spectrogram + f0 picture of
+source vs output next to each.
 Re-running resumes: finished steps are skipped by the scripts themselves.
 """
 
@@ -26,6 +29,7 @@ import shutil
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from common.checkpoint import latest_checkpoint_path
@@ -160,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     diffusion_demo(work, convert, args.diff_steps)
     face = face_track(work, model, convert, args.face_steps)
     heldout = demo_voice(work, f0)
+    real = real_voice(work, f0)
 
     print(f"\nDemo finished in {time.time() - t0:.0f} s. Outputs:")
     for label, path in [
@@ -178,8 +183,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {label:18s} {path}")
     for result in sorted((work / "results").glob(f"{clip.name}_*")):
         print(f"  {'':18s}   {result.name}")
-    clips = [clip.name] if heldout is None else [clip.name, heldout]
-    report_quality(work, clips, source_singer="alto", target_singer="bass", transpose=-12)
+    raw_banks = (work / "dataset_raw" / "alto", work / "dataset_raw" / "bass")
+    pairs = [Pair(c, "alto", "bass", -12, *raw_banks) for c in (clip.name, heldout) if c]
+    if real is not None:
+        bank = BASE_VOICE / "demo" / "bank"
+        pairs.append(
+            Pair(real, REAL_SOURCE, REAL_TARGET, 0, bank / REAL_SOURCE, bank / REAL_TARGET)
+        )
+    report_quality(work, pairs)
     return 0
 
 
@@ -212,43 +223,79 @@ def demo_voice(work: Path, f0: str) -> str | None:
     return name
 
 
-def report_quality(work: Path, clips: list[str], source_singer: str, target_singer: str,
-                   transpose: float) -> None:  # fmt: skip
+BASE_VOICE = ROOT / "pretrain" / "base_voice"
+# the real-voice pair (bench/train_base_voice.py): vocadito S7's held-out phrase sung by S1
+REAL_SOURCE, REAL_TARGET = "vocadito_S7", "vocadito_S1"
+
+
+def real_voice(work: Path, f0: str) -> str | None:
+    """Convert a real singer's held-out phrase (vocadito S7, CC BY 4.0) with the shipped real-voice
+    base (``pretrain/base_voice/``: real recordings only, bench/train_base_voice.py) into another
+    real singer of that model (S1). Returns the clip's name in ``raw/``, or None when the release
+    file is absent."""
+    model, config = BASE_VOICE / "base_voice.pth", BASE_VOICE / "config.json"
+    clip = BASE_VOICE / "demo" / f"{REAL_SOURCE}_heldout.flac"
+    if not (model.is_file() and config.is_file() and clip.is_file()):
+        print(f"\n== no real-voice base in {BASE_VOICE}: skipping the real-voice conversion")
+        return None
+    (work / "raw").mkdir(exist_ok=True)
+    shutil.copy(clip, work / "raw" / clip.name)
+    run(f"convert a real singer's held-out phrase ({REAL_SOURCE} -> {REAL_TARGET}) with the base voice",
+        [str(ROOT / "inference_main.py"), "-m", str(model), "-c", str(config), "-n", clip.name,
+         "-s", REAL_TARGET, "-t", "0", "-f0p", f0], work)  # fmt: skip
+    return clip.name
+
+
+@dataclass
+class Pair:
+    """One conversion of ``raw/<clip>`` to measure: who sang it, whose voice it should have, the
+    transpose, and reference audio of both singers (for speaker similarity)."""
+
+    clip: str
+    source: str
+    target: str
+    transpose: float
+    source_bank: Path
+    target_bank: Path
+
+
+def report_quality(work: Path, pairs: list[Pair]) -> None:
     """Measure the demo's conversions of each ``raw/<clip>`` with eval.py's metrics (quality/) and
     print the table; eval.json, eval_table.txt and the pictures (``<output>.compare.png``:
     spectrograms and f0 of source vs output) go next to the outputs in ``results/``. ASR is off:
-    the synthetic singers sing no words."""
+    the synthetic singers sing no words, and the real singers' phrases are short."""
     from quality.evaluate import EvalError, evaluate
     from quality.report import format_table
 
     results = work / "results"
     audio = (".flac", ".wav", ".ogg", ".mp3")
-    outputs = [(clip, p) for clip in clips
-               for p in sorted(results.glob(f"{clip}_*")) if p.suffix in audio]  # fmt: skip
+    outputs = [(pair, p) for pair in pairs
+               for p in sorted(results.glob(f"{pair.clip}_*")) if p.suffix in audio]  # fmt: skip
     if not outputs:
         print("\n== quality: no conversions to measure")
         return
     print(f"\n== quality of the conversions (eval.py's metrics, written to {results})", flush=True)
-    raw = work / "dataset_raw"
-    items = [{"output": str(o), "source": str(work / "raw" / clip), "transpose": transpose,
-              "target_bank": str(raw / target_singer), "source_bank": str(raw / source_singer)}
-             for clip, o in outputs]  # fmt: skip
+    items = [{"output": str(o), "source": str(work / "raw" / pair.clip), "transpose": pair.transpose,
+              "target_bank": str(pair.target_bank), "source_bank": str(pair.source_bank)}
+             for pair, o in outputs]  # fmt: skip
     try:
         report = evaluate(items, results, asr=False, progress=False)
     except EvalError as e:
         print(f"demo: quality not measured: {e}")
         return
     print(format_table(report))
+    by_name = {o.name: pair for pair, o in outputs}
     for f in report["files"]:
-        if "error" in f or f["secs_target"] is None or f["secs_source"] is None:
+        pair = by_name.get(f["name"])
+        if pair is None or "error" in f or f["secs_target"] is None or f["secs_source"] is None:
             continue
         corr = f["f0_corr"]
         melody = "follows" if corr is not None and corr >= 0.8 else "does NOT follow"
         corr_text = "no common voiced frames" if corr is None else f"F0 corr {corr:.2f}"
-        nearer = target_singer if f["secs_target"] > f["secs_source"] else source_singer
-        print(f"  {f['name']}: {melody} the source melody {transpose:+g} st ({corr_text}); "
-              f"sounds nearer the {nearer} (SECS {target_singer} {f['secs_target']:.3f}, "
-              f"{source_singer} {f['secs_source']:.3f}); picture "
+        nearer = pair.target if f["secs_target"] > f["secs_source"] else pair.source
+        print(f"  {f['name']}: {melody} the source melody {pair.transpose:+g} st ({corr_text}); "
+              f"sounds nearer {nearer} (SECS {pair.target} {f['secs_target']:.3f}, "
+              f"{pair.source} {f['secs_source']:.3f}); picture "
               f"{results / (f['name'] + '.compare.png')}")  # fmt: skip
 
 

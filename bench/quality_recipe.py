@@ -159,6 +159,30 @@ def prepare(work: Path, args) -> None:
         place_base_model(work / "logs" / "44k", *map(Path, args.base_model))
 
 
+BASE_VOICE = ROOT / "pretrain" / "base_voice"
+
+
+def default_base_model(args) -> list[str] | None:
+    """``--base_model``: as given; ``none`` → from scratch; not given → the shipped real-voice base
+    (``pretrain/base_voice``) when it fits the run (``--config small`` and the base's speech
+    encoder), else from scratch. Says which."""
+    if args.base_model == ["none"]:
+        return None
+    if args.base_model:
+        return args.base_model
+    g, cfg = BASE_VOICE / "base_voice.pth", BASE_VOICE / "config.json"
+    if not (g.is_file() and cfg.is_file()):
+        print(f"== no base voice in {BASE_VOICE}: training from scratch")
+        return None
+    encoder = json.loads(cfg.read_text(encoding="utf-8"))["model"]["speech_encoder"]
+    if args.config != "small" or args.speech_encoder != encoder:
+        print(f"== the base voice ({encoder}, --config small) does not fit --config {args.config} "
+              f"--speech_encoder {args.speech_encoder}: training from scratch")  # fmt: skip
+        return None
+    print(f"== base model: {g} (the shipped real-voice base; --base_model none: from scratch)")
+    return [str(g)]
+
+
 def place_base_model(logs: Path, g: Path, d: Path | None = None) -> None:
     """Fine-tuning as so-vits-svc users do it: a base model's ``G``/``D`` become ``logs/44k``'s
     ``G_0.pth``/``D_0.pth`` (step 0, no resume state; a speaker embedding of another size is
@@ -439,8 +463,11 @@ def main(argv: list[str] | None = None) -> int:
         help="training CPU minutes between two curve points",
     )
     p.add_argument("--base_model", nargs="+", metavar="G [D]",
-                   help="fine-tune from this G_*.pth (and D_*.pth; same model config; e.g. the "
-                        "demo voice's logs/demo/G_4400.pth D_4400.pth) instead of from scratch")  # fmt: skip
+                   help="fine-tune from this G_*.pth (and D_*.pth; same model config; e.g. "
+                        "pretrain/demo_voice/demo_voice.pth); 'none': from scratch. Default: the "
+                        "shipped real-voice base pretrain/base_voice/base_voice.pth "
+                        "(bench/train_base_voice.py) with --config small and its speech encoder, "
+                        "else from scratch")  # fmt: skip
     p.add_argument("--extra_speakers", action="store_true",
                    help="also train on PTDB-TUG and the other sms-tools clips, each its own "
                         "speaker (the base voice, bench/train_base_voice.py); held-out clips and "
@@ -465,6 +492,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.base_model and len(args.base_model) > 2:
         print("quality_recipe: --base_model takes G and optionally D", file=sys.stderr)
         return 2
+    args.base_model = default_base_model(args)
     work = Path(args.workdir).resolve()
     work.mkdir(parents=True, exist_ok=True)
     prepare(work, args)
