@@ -1,6 +1,13 @@
-"""The web UI's Realtime tab in headless Chromium: the fake capture device plays a sung wav into
-the page's microphone, the tab converts it with a tiny random-init voice through the streaming
-engine, and the converted audio comes back to the page and is queued for playback.
+"""The web UI's Realtime tab (:mod:`webui.realtime_tab`).
+
+Its handlers called directly with chunk files (the browser's wav chunks, a header that states no
+data size included): no voice is one line, a setting changed mid-stream restarts the stream with
+the counts kept, Stop flushes (seconds converted == seconds captured), late chunks after Stop are
+dropped, the page's acknowledgement trims what is re-sent, a bad setting is one line.
+
+Then in headless Chromium: the fake capture device plays a sung wav into the page's microphone,
+the tab converts it with a tiny random-init voice through the streaming engine, and the converted
+audio comes back to the page and is queued for playback.
 
 Checked: before a voice is loaded the tab says so in one line; with the voice, the status line
 shows the latency and the compute per block while recording; after Stop, the seconds converted
@@ -86,6 +93,106 @@ def page(project, capture_wav, tmp_path_factory):
     finally:
         demo.close()
         ui.cleanup()
+
+
+def chunk_file(path: Path, x: np.ndarray, rate: int, state_size: bool = True) -> str:
+    """``x`` as a 16-bit wav chunk; ``state_size=False``: the header says 0 data bytes, as a
+    recorder writing a stream does."""
+    sf.write(path, x, rate, subtype="PCM_16")
+    if not state_size:
+        raw = bytearray(path.read_bytes())
+        at = raw.index(b"data") + 4
+        raw[at : at + 4] = b"\0\0\0\0"
+        path.write_bytes(bytes(raw))
+    return str(path)
+
+
+def test_read_wav_chunk(tmp_path):
+    from webui.realtime_tab import read_wav_chunk
+
+    x = (np.sin(np.arange(4800) / 7) * 0.5).astype(np.float32)
+    for stated in (True, False):
+        rate, y = read_wav_chunk(chunk_file(tmp_path / f"{stated}.wav", x, 48000, stated))
+        assert rate == 48000 and y.dtype == np.float32 and len(y) == len(x)
+        np.testing.assert_allclose(y, x, atol=1 / 32768)
+    sf.write(tmp_path / "st24.wav", np.stack([x, -x], 1), 44100, subtype="PCM_24")
+    rate, y = read_wav_chunk(tmp_path / "st24.wav")  # stereo mixed down (to 0 here)
+    assert rate == 44100 and len(y) == len(x) and np.abs(y).max() < 1e-6
+    (tmp_path / "no.wav").write_bytes(b"OggS" + b"\0" * 60)
+    with pytest.raises(ValueError, match="not a wav"):
+        read_wav_chunk(tmp_path / "no.wav")
+
+
+SETTINGS = [
+    "alto",
+    0,
+    "pm",
+    0.25,
+    0.05,
+    0.5,
+    -50,
+]  # speaker, transpose, f0, block, xfade, extra, dB
+
+
+def test_handlers(project, tmp_path):
+    import base64
+
+    from webui.app import WebUI
+    from webui.realtime_tab import NO_VOICE, RealtimeSlot, RealtimeTab
+
+    ui = WebUI(project, temp_dir=tmp_path / "ui")
+    tab, slot = RealtimeTab(ui), RealtimeSlot()
+    sig = singing(2.2, seed=6)
+    from common.audio import resample
+
+    sig = resample(sig, 44100, CAPTURE_RATE)
+    n = CAPTURE_RATE // 10
+    chunks = [chunk_file(tmp_path / f"c{i}.wav", sig[i * n : (i + 1) * n], CAPTURE_RATE, i > 0)
+              for i in range(20)]  # fmt: skip
+    # no voice: one line, nothing counted; Stop then says nothing was recorded
+    status, payload = tab.stream(chunks[0], slot, "", *SETTINGS)
+    assert status == NO_VOICE and not isinstance(payload, str)
+    ui.service.load(project / "logs/44k/G_0.pth", project / "logs/44k/config.json")
+    assert tab.start(slot) != NO_VOICE
+    got, ack = {}, ""
+    for i, c in enumerate(chunks):
+        settings = list(SETTINGS)
+        if i >= 10:
+            settings[1] = 3  # transpose changed while recording: the stream restarts
+        status, payload = tab.stream(c, slot, ack, *settings)
+        assert "\n" not in status and "captured" in status, status
+        if isinstance(payload, str):
+            msg = json.loads(payload)
+            assert msg["rate"] == CAPTURE_RATE
+            got.update({seq: b64 for seq, b64 in msg["pieces"]})
+            if i % 2:  # the page acknowledges every other update: those pieces are not re-sent
+                ack = f"{msg['id']}:{msg['pieces'][-1][0]}"
+            else:
+                assert len(msg["pieces"]) >= 1
+    assert "latency" in status and "blocks over budget" in status, status
+    assert slot.past and slot.engine.config.transpose == 3  # the first engine's blocks were kept
+    status, payload = tab.stop(slot, ack)
+    assert status.startswith("Stopped."), status
+    if isinstance(payload, str):  # the flushed rest, if any, and what the page had not confirmed
+        got.update({seq: b64 for seq, b64 in json.loads(payload)["pieces"]})
+    assert sorted(got) == list(range(len(got)))  # every piece, in order, none missing
+    samples = sum(len(base64.b64decode(b)) // 2 for b in got.values())
+    assert seconds(status, "captured") == pytest.approx(20 * n / CAPTURE_RATE, abs=1e-3)
+    assert seconds(status, "converted") == pytest.approx(samples / CAPTURE_RATE, abs=1e-3)
+    assert seconds(status, "converted") == seconds(status, "captured"), status
+    # a chunk sent before Stop that arrives after it is dropped: the recording is closed
+    import gradio as gr
+
+    assert tab.stream(chunks[0], slot, ack, *SETTINGS) == (gr.update(), gr.update())
+    assert slot.session is None and slot.captured == 0
+    # a bad setting is one line (crossfade longer than the block)
+    tab.start(slot)
+    bad = list(SETTINGS)
+    bad[4] = 0.3
+    status, _ = tab.stream(chunks[0], slot, "", *bad)
+    assert status.startswith("Error: ") and "crossfade" in status and "\n" not in status, status
+    assert tab.stop(slot, "")[0] == status  # the error stays shown; the slot is freed
+    assert slot.session is None
 
 
 def seconds(status: str, what: str) -> float:

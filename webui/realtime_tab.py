@@ -136,6 +136,7 @@ class RealtimeSlot:
 
     def __init__(self):
         self.lock = threading.Lock()
+        self.stopped = False  # Stop was pressed: chunks still in flight are dropped until Record
         self.clear()
 
     def clear(self) -> None:
@@ -213,15 +214,23 @@ class RealtimeTab:
         slot.engine, slot.svc, slot.key, slot.rate = engine, svc, key, rate
         slot.latency, slot.budget = engine.latency_s, engine.block_samples / engine.sample_rate
 
+    def start(self, slot: RealtimeSlot):
+        """Record pressed: a new recording (the previous one was flushed at Stop)."""
+        with slot.lock:
+            if slot.session is None:
+                slot.clear()
+            slot.stopped = False
+        return IDLE if self.ui.service.svc is not None else NO_VOICE
+
     def stream(self, chunk, slot: RealtimeSlot, ack: str, *settings):
         """One microphone chunk (a wav path) → ``(status, payload)``; ``ack``: the page player's
         ``<recording id>:<last piece queued>``; ``settings``: speaker, transpose, f0 predictor,
         block s, crossfade s, extra s, threshold dB."""
         import gradio as gr
 
-        if slot is None:
-            slot = RealtimeSlot()
         with slot.lock:
+            if slot.stopped:  # sent before Stop, arrived after it: that recording is closed
+                return gr.update(), gr.update()
             try:
                 if slot.error:
                     return slot.error, gr.update()
@@ -251,9 +260,8 @@ class RealtimeTab:
         """Recording stopped: flush the session (the delayed rest), report, free it."""
         import gradio as gr
 
-        if slot is None:
-            return IDLE, gr.update()
         with slot.lock:
+            slot.stopped = True
             try:
                 if slot.error:
                     msg, payload = slot.error, gr.update()
@@ -341,6 +349,7 @@ class RealtimeTab:
             slot = gr.State(RealtimeSlot())
         settings = [speaker, transpose, f0p, block, crossfade, extra, threshold]
         tab.select(self.speakers, None, [speaker, status])
+        mic.start_recording(self.start, [slot], [status], show_progress="hidden")
         # the recorder sends every 0.1 s whatever stream_every says; a stream holds its queue slot
         # for as long as it runs, so streams of several tabs are not queued behind each other
         mic.stream(self.stream, [mic, slot, ack, *settings], [status, payload], stream_every=0.1,
