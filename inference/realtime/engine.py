@@ -160,6 +160,10 @@ class StreamEngine:
     ``svc``: a loaded :class:`inference.infer_tool.Svc` (torch or onnx backend, fp32 or bf16:
     the engine uses what the Svc was loaded with). ``converter``: the model stage (default: the
     Svc's own stages, :class:`inference.realtime.convert.SvcConverter`).
+
+    ``stats`` (reset by :meth:`reset`): ``blocks``, ``model_calls``, ``gated_blocks`` (counts),
+    ``last_compute_s`` and ``compute_s`` (seconds :meth:`process` took, the last block and every
+    block), ``gated`` (per block: passed as silence), ``sola_offsets`` (per block: ``k``, samples).
     """
 
     def __init__(self, svc: Any, config: StreamConfig, converter: Callable | None = None):
@@ -212,10 +216,19 @@ class StreamEngine:
         self._tail = np.zeros(self.crossfade_samples, np.float32)
         self._offset = 0
         self.stats: dict[str, Any] = {"blocks": 0, "model_calls": 0, "gated_blocks": 0,
-                                      "last_compute_s": 0.0, "compute_s": [], "sola_offsets": []}  # fmt: skip
+                                      "last_compute_s": 0.0, "compute_s": [], "sola_offsets": [], "gated": []}  # fmt: skip
         reset = getattr(self.converter, "reset", None)
         if callable(reset):
             reset()
+
+    def warmup(self, calls: int = 2) -> None:
+        """Run the converter ``calls`` times on a window of quiet noise (-40 dBFS, fixed seed),
+        then :meth:`reset`: the first calls build kernels and caches (a first block can take
+        seconds), which would otherwise be underruns at the start of a stream."""
+        noise = np.random.default_rng(0).standard_normal(self.window_samples).astype(np.float32)
+        for _ in range(calls):
+            self.converter(0.01 * noise, self.convert_samples)
+        self.reset()
 
     def process(self, x: np.ndarray) -> np.ndarray:
         """One block: ``x`` float32 ``[block_samples]`` at ``sample_rate`` → float32
@@ -228,7 +241,9 @@ class StreamEngine:
         self._buf[:-b] = self._buf[b:]
         self._buf[-b:] = x
         self.stats["blocks"] += 1
-        if block_db(x) < self.config.threshold_db:
+        gated = block_db(x) < self.config.threshold_db
+        self.stats["gated"].append(gated)
+        if gated:
             out = np.zeros(b, np.float32)
             out[:f] = self._tail * self._fade_out
             self._tail = np.zeros(f, np.float32)

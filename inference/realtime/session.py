@@ -13,7 +13,8 @@ stream delayed by the engine's latency.
 plays a block in while the next one is captured. Then output position ``t + round(latency_s ·
 output_rate)`` (± the SOLA offset, ≤ the search range) holds input position ``t``, and each
 :meth:`push` returns as many samples as its chunk brought (at the output rate; fewer only while
-the resamplers hold a few samples back), so a player can play what it gets as it gets it.
+the resamplers hold samples back: up to ~35 ms at 48 kHz, ~50 ms at 22.05 kHz, never more
+than the input brought), so a player with a small jitter buffer can play what it gets as it gets it.
 ``prime=False`` returns everything converted as soon as it is ready (the output stream is then
 delayed by ``engine.delay_samples`` only: a caller that adds its own one-block slot, like a
 sound card callback of one block, wants this). Over a whole stream, after :meth:`flush`, the
