@@ -32,7 +32,7 @@ import soundfile as sf
 
 from tests.http_server import free_port
 from tests.infer_fixtures import infer_config, singing, write_pretrain, write_random_checkpoint
-from tests.test_webui_browser import CHROMIUM, wait_text
+from tests.test_webui_browser import ARTIFACTS, CHROMIUM, wait_text
 
 TIMEOUT_MS = 60_000
 CAPTURE_RATE = 48_000
@@ -153,7 +153,7 @@ def test_handlers(project, tmp_path):
     status, payload = tab.stream(chunks[0], slot, "", *SETTINGS)
     assert status == NO_VOICE and not isinstance(payload, str)
     ui.service.load(project / "logs/44k/G_0.pth", project / "logs/44k/config.json")
-    assert tab.start(slot) != NO_VOICE
+    assert tab.start(slot, *SETTINGS).startswith("Recording. latency")  # engine built, warmed up
     got, ack = {}, ""
     for i, c in enumerate(chunks):
         settings = list(SETTINGS)
@@ -186,11 +186,11 @@ def test_handlers(project, tmp_path):
     assert tab.stream(chunks[0], slot, ack, *SETTINGS) == (gr.update(), gr.update())
     assert slot.session is None and slot.captured == 0
     # a bad setting is one line (crossfade longer than the block)
-    tab.start(slot)
     bad = list(SETTINGS)
     bad[4] = 0.3
-    status, _ = tab.stream(chunks[0], slot, "", *bad)
+    status = tab.start(slot, *bad)
     assert status.startswith("Error: ") and "crossfade" in status and "\n" not in status, status
+    assert tab.stream(chunks[0], slot, "", *bad)[0] == status
     assert tab.stop(slot, "")[0] == status  # the error stays shown; the slot is freed
     assert slot.session is None
 
@@ -205,7 +205,7 @@ def record(pg, wall_s: float) -> None:
     """Press Record, keep the microphone on for ``wall_s`` s once the server converts its
     chunks, press Stop."""
     pg.locator("#rt_mic").get_by_role("button", name="Record").click()
-    wait_text(pg, "rt_status", "captured")
+    wait_text(pg, "rt_status", "blocks over budget")
     time.sleep(wall_s)
     pg.locator("#rt_mic").get_by_role("button", name="Stop").click()
 
@@ -243,3 +243,5 @@ def test_stream_through_the_loaded_voice(page):
     assert "(0 lost)" in played, played
     # and queued it for playback: converted singing, not silence
     assert pg.evaluate("() => window.sovitsRealtime.peak") > 0.01
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    pg.screenshot(path=str(ARTIFACTS / "webui_realtime.png"), full_page=True)

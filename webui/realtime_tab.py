@@ -203,24 +203,45 @@ class RealtimeTab:
         slot.session = slot.engine = slot.svc = slot.key = None
         return y
 
-    def _open(self, slot: RealtimeSlot, rate: int, key: tuple) -> None:
-        from inference.realtime import StreamEngine, StreamSession
+    def _engine(self, slot: RealtimeSlot, key: tuple) -> None:
+        """A warmed-up engine over the loaded voice with the settings ``key`` (its first
+        conversions build kernels and caches: done here, not as the first blocks' compute)."""
+        from inference.realtime import StreamEngine
 
         svc = self.ui.service.require()
         cfg = self._config(*key)
         with self.ui.service.lock:
             engine = StreamEngine(svc, cfg)
-            slot.session = StreamSession(engine, input_rate=rate, output_rate=rate)
-        slot.engine, slot.svc, slot.key, slot.rate = engine, svc, key, rate
+            engine.warmup()
+        slot.engine, slot.svc, slot.key = engine, svc, key
         slot.latency, slot.budget = engine.latency_s, engine.block_samples / engine.sample_rate
 
-    def start(self, slot: RealtimeSlot):
-        """Record pressed: a new recording (the previous one was flushed at Stop)."""
+    def _open(self, slot: RealtimeSlot, rate: int, key: tuple) -> None:
+        """The slot's session at the browser's ``rate`` (its engine built unless Record built it
+        with these settings for this voice)."""
+        from inference.realtime import StreamSession
+
+        if slot.engine is None or slot.key != key or slot.svc is not self.ui.service.svc:
+            self._engine(slot, key)
+        slot.session = StreamSession(slot.engine, input_rate=rate, output_rate=rate)
+        slot.rate = rate
+
+    def start(self, slot: RealtimeSlot, *settings):
+        """Record pressed: a new recording (the previous one was flushed at Stop); the engine is
+        built and warmed up now, while the browser opens the microphone."""
         with slot.lock:
-            if slot.session is None:
+            if slot.session is None:  # (unless the first chunk came first and opened it)
                 slot.clear()
             slot.stopped = False
-        return IDLE if self.ui.service.svc is not None else NO_VOICE
+            if self.ui.service.svc is None:
+                return NO_VOICE
+            try:
+                if slot.engine is None:
+                    self._engine(slot, tuple(settings))
+                return "Recording. " + self.status(slot)
+            except Exception as e:  # noqa: BLE001
+                slot.error = self.ui._fail(e)
+                return slot.error
 
     def stream(self, chunk, slot: RealtimeSlot, ack: str, *settings):
         """One microphone chunk (a wav path) → ``(status, payload)``; ``ack``: the page player's
@@ -349,7 +370,7 @@ class RealtimeTab:
             slot = gr.State(RealtimeSlot())
         settings = [speaker, transpose, f0p, block, crossfade, extra, threshold]
         tab.select(self.speakers, None, [speaker, status])
-        mic.start_recording(self.start, [slot], [status], show_progress="hidden")
+        mic.start_recording(self.start, [slot, *settings], [status], show_progress="hidden")
         # the recorder sends every 0.1 s whatever stream_every says; a stream holds its queue slot
         # for as long as it runs, so streams of several tabs are not queued behind each other
         mic.stream(self.stream, [mic, slot, ack, *settings], [status, payload], stream_every=0.1,
