@@ -40,6 +40,9 @@ import numpy as np
 from webui.service import F0_PREDICTORS
 
 NO_VOICE = "No voice loaded: load one in the Convert tab first (the Realtime tab uses it)."
+# pieces re-sent at most (each is what one chunk brought, about 0.1 s): a page whose player does
+# not confirm (JavaScript off or failing) gets the newest ones, not an ever-growing update
+MAX_UNACKED = 20
 IDLE = "Press Record: the microphone is converted with the voice loaded in the Convert tab."
 
 # The browser side of the output. ``payload``: ``{"id", "rate", "pieces": [[seq, base64 int16 LE],
@@ -309,6 +312,7 @@ class RealtimeTab:
         rec, _, last = str(ack or "").partition(":")
         if rec == slot.id and last.lstrip("-").isdigit():
             slot.unacked = [(n, b) for n, b in slot.unacked if n > int(last)]
+        del slot.unacked[:-MAX_UNACKED]
         if not slot.unacked:
             return gr.update()
         return json.dumps({"id": slot.id, "rate": slot.rate, "pieces": slot.unacked})
