@@ -37,8 +37,6 @@ from pathlib import Path
 
 import numpy as np
 
-from webui.service import F0_PREDICTORS
-
 NO_VOICE = "No voice loaded: load one in the Convert tab first (the Realtime tab uses it)."
 # pieces re-sent at most (each is what one chunk brought, about 0.1 s): a page whose player does
 # not confirm (JavaScript off or failing) gets the newest ones, not an ever-growing update
@@ -176,15 +174,17 @@ class RealtimeTab:
         self.ui = ui
 
     # -- handlers -------------------------------------------------------------------------------
-    def speakers(self):
-        """Refresh the speaker list from the loaded voice (when the tab is opened)."""
+    def speakers(self, current=None, status=""):
+        """Refresh the speaker list from the loaded voice (when the tab is opened); the speaker
+        picked stays if the voice has it, the status line unless it said no voice was loaded."""
         import gradio as gr
 
         info = self.ui.service.info
         if info is None or not info.speakers:
             return gr.update(choices=[], value=None), NO_VOICE
         spk = list(info.speakers)
-        return gr.update(choices=spk, value=spk[0]), IDLE
+        line = IDLE if status == NO_VOICE else gr.update()
+        return gr.update(choices=spk, value=current if current in spk else spk[0]), line
 
     def _config(self, speaker, transpose, f0_predictor, block, crossfade, extra, threshold):
         from inference.realtime import StreamConfig
@@ -341,6 +341,7 @@ class RealtimeTab:
         import gradio as gr
 
         from inference.realtime import StreamConfig
+        from modules.f0 import F0_PREDICTORS
 
         d = StreamConfig()
         with gr.Tab("Realtime", elem_id="tab_realtime") as tab:
@@ -373,7 +374,7 @@ class RealtimeTab:
             ack = gr.Textbox("", visible="hidden", elem_id="rt_ack")
             slot = gr.State(RealtimeSlot())
         settings = [speaker, transpose, f0p, block, crossfade, extra, threshold]
-        tab.select(self.speakers, None, [speaker, status])
+        tab.select(self.speakers, [speaker, status], [speaker, status])
         mic.start_recording(self.start, [slot, *settings], [status], show_progress="hidden")
         # the recorder sends every 0.1 s whatever stream_every says; a stream holds its queue slot
         # for as long as it runs, so streams of several tabs are not queued behind each other
