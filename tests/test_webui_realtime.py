@@ -1,7 +1,7 @@
 """The web UI's Realtime tab (:mod:`webui.realtime_tab`).
 
-Its handlers called directly with chunk files (the browser's wav chunks, a header that states no
-data size included): no voice is one line, a setting changed mid-stream restarts the stream with
+Its handlers called directly with chunk files (wav chunks with the browser recorder's placeholder
+sizes in the header): no voice is one line, a setting changed mid-stream restarts the stream with
 the counts kept, Stop flushes (seconds converted == seconds captured), late chunks after Stop are
 dropped, the page's acknowledgement trims what is re-sent, a bad setting is one line.
 
@@ -96,13 +96,14 @@ def page(project, capture_wav, tmp_path_factory):
 
 
 def chunk_file(path: Path, x: np.ndarray, rate: int, state_size: bool = True) -> str:
-    """``x`` as a 16-bit wav chunk; ``state_size=False``: the header says 0 data bytes, as a
-    recorder writing a stream does."""
+    """``x`` as a 16-bit wav chunk; ``state_size=False``: the header's sizes are the browser
+    recorder's placeholders (it writes a stream: data size 2^32 - 45, RIFF size 2^32 - 9)."""
     sf.write(path, x, rate, subtype="PCM_16")
     if not state_size:
         raw = bytearray(path.read_bytes())
         at = raw.index(b"data") + 4
-        raw[at : at + 4] = b"\0\0\0\0"
+        raw[at : at + 4] = (2**32 - 45).to_bytes(4, "little")
+        raw[4:8] = (2**32 - 9).to_bytes(4, "little")
         path.write_bytes(bytes(raw))
     return str(path)
 

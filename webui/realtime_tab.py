@@ -7,9 +7,10 @@ How the audio travels (Gradio 6.31):
 
 - **in**: ``gr.Audio(sources=["microphone"], streaming=True)`` and its ``.stream`` event. Gradio's
   recorder sends a chunk every 0.1 s whatever the event's ``stream_every`` says (its audio
-  component sets 0.1 itself); each chunk is a 16-bit PCM wav at the browser's capture rate (its
-  header may give a data size of 0: :func:`read_wav_chunk` reads to the end). Chunks that arrive
-  while the previous one is being converted are sent together with the next, none is lost.
+  component sets 0.1 itself); each chunk is a 16-bit PCM wav at the browser's capture rate whose
+  header gives placeholder sizes (2^32 - 45 data bytes: :func:`read_wav_chunk` reads to the end).
+  Chunks recorded while the previous one is being converted are sent together with the next;
+  the recorder drops those of the moment before the stream opens and after Stop.
 - **out**: the converted pieces go to the page as JSON text in a hidden textbox whose ``.change``
   runs :data:`PLAYER_JS` in the browser: it queues the samples gap-free in a Web Audio
   ``AudioContext`` and counts what it received. Gradio fires ``.change`` once for several updates
@@ -84,7 +85,7 @@ def read_wav_chunk(path: str | Path) -> tuple[int, np.ndarray]:
 
     Reads the ``fmt `` chunk (PCM 8/16/24/32-bit or float 32/64, any channel count, mixed down)
     and takes everything after the ``data`` header as samples, whatever size the header states
-    (a recorder writing a stream gives 0 or a placeholder there); a trailing partial frame is
+    (the browser's recorder writes a stream: a placeholder there); a trailing partial frame is
     dropped. A chunk that is not a wav raises ``ValueError``.
     """
     raw = Path(path).read_bytes()
