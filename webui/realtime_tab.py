@@ -17,12 +17,13 @@ How the audio travels (Gradio 6.31):
   that land together, so each update carries every piece the page has not acknowledged yet (the
   player writes the last piece it queued into a hidden ``ack`` box that goes back with the next
   chunk), and the player skips pieces it already has. (A streaming ``gr.Audio`` output needs
-  ffmpeg on the server, which this project does not install, and plays HLS segments: seconds of
-  extra delay.)
+  ffmpeg on the server, which this project does not install: Gradio encodes the chunks to AAC
+  and the page plays them as an HLS playlist of segments, more delay on top.)
 
-One :class:`RealtimeSlot` per browser tab (``gr.State``): its session is built over the loaded
-voice on the first chunk with the tab's settings, rebuilt (the old one flushed first) when a
-setting or the voice changes, and flushed and dropped when recording stops. The engine's blocks
+One :class:`RealtimeSlot` per browser tab (``gr.State``): at Record its engine is built over the
+loaded voice with the tab's settings and warmed up, its session opens on the first chunk (at the
+browser's rate); both are rebuilt (the old session flushed first) when a setting or the voice
+changes, and flushed and dropped when recording stops. The engine's blocks
 are converted under the voice service's lock (never at the same time as a conversion in the
 Convert tab).
 """
