@@ -13,13 +13,14 @@ Sizes (samples at the model rate ``sr``, hop ``h`` = 512 at 44.1 kHz):
   search range), ``Rh`` = ``R`` rounded up to ``h``;
 - ``E`` extra (left) context = ``extra_time`` rounded up to ``h``;
 - input ring buffer ``W = E + Rh`` samples (a multiple of ``h``, so the model's frames fall on it
-  exactly: frame ``i`` ↔ samples ``[i·h, (i+1)·h)``).
+  exactly: frame ``i`` ↔ samples ``[i·h, (i+1)·h)``). ``F`` and ``S`` are kept exact, not
+  rounded to hops: rounding them up would add up to two hops (23 ms) of latency for nothing.
 
 Per block: the block enters the ring buffer; if the RMS of the last ``R`` samples (the block and
 the ``F + S`` before it, all the input this block's output and next tail come from) is below
 ``threshold_db`` dBFS the block is *gated*: the output is silence with the previous tail faded
-out, and the model is not called (``stats["gated_blocks"]``). Otherwise the converter turns the window into the audio of its last
-``R`` samples, ``y [R]``; SOLA (:mod:`inference.realtime.sola`) finds the offset ``k ∈ [0, S]``
+out, and the model is not called (``stats["gated_blocks"]``). Otherwise the converter turns the
+window into the audio of its last ``R`` samples, ``y [R]``; SOLA (:mod:`inference.realtime.sola`) finds the offset ``k ∈ [0, S]``
 where ``y`` best continues the previous tail, the output is ``y[k : k+B]`` with its first ``F``
 samples crossfaded with that tail, and ``y[k+B : k+B+F]`` is the next tail.
 
