@@ -36,6 +36,7 @@ from pathlib import Path
 
 from webui import hooks, mix, paths, plots, tts
 from webui.mix_tab import MixTab
+from webui.realtime_tab import RealtimeTab
 from webui.service import (
     F0_PREDICTORS,
     OUTPUT_FORMATS,
@@ -387,6 +388,7 @@ class WebUI:
 
             mix_text = self.mix_tab.build(choices, local_name)
             self.tools.build(choices)
+            RealtimeTab(self).build()
 
             debug = gr.Checkbox(
                 False, label="Debug: print tracebacks to the console", elem_id="debug"
