@@ -173,7 +173,7 @@ def locate_delay(ref: np.ndarray, y: np.ndarray, sr: int = SR, max_delay_s: floa
         if den < 0:
             frac = float(np.clip(0.5 * (r[j - 1] - r[j + 1]) / den, -0.5, 0.5))
     delay = (lags[j] + frac) * hop
-    return {"delay_s": delay / sr, "delay_samples": int(round(delay)), "corr": float(r[j])}
+    return {"delay_s": float(delay / sr), "delay_samples": int(round(delay)), "corr": float(r[j])}
 
 
 def window_delays(ref: np.ndarray, y: np.ndarray, sr: int = SR, window_s: float = 30.0,
