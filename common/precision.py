@@ -38,3 +38,18 @@ def autocast(precision: str, device: torch.device | str) -> torch.autocast:
 def fp32(device: torch.device | str = "cpu") -> torch.autocast:
     """A region that runs in the tensors' own dtype even inside :func:`autocast` (mel front ends)."""
     return torch.autocast(torch.device(device).type, enabled=False)
+
+
+def cpu_has_bf16() -> bool:
+    """True when this CPU computes bf16 natively (``avx512_bf16`` or ``amx_bf16`` in
+    /proc/cpuinfo): where ``--precision bf16`` is worth being a default (elsewhere oneDNN emulates
+    it, slower than fp32). False where the flags cannot be read (not Linux)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool(flags & {"avx512_bf16", "amx_bf16"})
+    except OSError:
+        pass
+    return False

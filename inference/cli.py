@@ -297,14 +297,7 @@ def check_flags(args: argparse.Namespace) -> None:
     if args.f0_predictor.strip().lower() not in F0_PREDICTORS:
         raise UsageError(f"-f0p {args.f0_predictor}: unknown f0 predictor",
                          f"choose one of {', '.join(F0_PREDICTORS)}")  # fmt: skip
-    from modules.f0 import SHIPPED_F0, F0ModelMissing, require_f0_model
-
-    try:  # before the model loads: a missing rmvpe.pt is one line naming this script's way round
-        require_f0_model(args.f0_predictor)
-    except F0ModelMissing as e:
-        raise F0ModelMissing(
-            str(e), f"or pass -f0p {SHIPPED_F0}: it ships with the install"
-        ) from None
+    require_f0(args.f0_predictor)
     import soundfile as sf
 
     if args.wav_format.upper() not in sf.available_formats():
@@ -312,42 +305,68 @@ def check_flags(args: argparse.Namespace) -> None:
                          ", ".join(sorted(f.lower() for f in sf.available_formats())))  # fmt: skip
 
 
+def require_f0(f0_predictor: str) -> None:
+    """Before the model loads: a missing rmvpe.pt (or crepe / fcpe file) is one line naming the
+    way round (``-f0p fcpe`` ships with the install)."""
+    from modules.f0 import SHIPPED_F0, F0ModelMissing, require_f0_model
+
+    try:
+        require_f0_model(f0_predictor)
+    except F0ModelMissing as e:
+        raise F0ModelMissing(
+            str(e), f"or pass -f0p {SHIPPED_F0}: it ships with the install"
+        ) from None
+
+
+def resolve_model_path(model_path: str) -> str:
+    """``-m``: a checkpoint file as given; a training folder: its newest ``G_<step>.pth``."""
+    if not os.path.isdir(model_path):
+        return model_path
+    from common.checkpoint import latest_checkpoint_path
+
+    newest = latest_checkpoint_path(model_path, "G_*.pth")
+    if newest is None:
+        raise InputError(f"-m {model_path}: a folder without G_<step>.pth checkpoints",
+                         "give a checkpoint file, or train first with train.py")  # fmt: skip
+    logger.info("-m %s: using its newest checkpoint %s", model_path, newest)
+    return str(newest)
+
+
+def resolve_cluster_path(ratio: float, path: str, feature_retrieval: bool) -> str:
+    """``-cm`` for ``-cr ratio``: ``""`` when the ratio is 0; else the given path or the default
+    (``logs/44k/kmeans_10000.pt``, with ``-fr`` ``logs/44k/feature_and_index.npz``), which must
+    exist (InputError naming it and the flag)."""
+    if ratio == 0:
+        return ""
+    if path == "":
+        if feature_retrieval:
+            npz, pkl = "logs/44k/feature_and_index.npz", "logs/44k/feature_and_index.pkl"
+            path = pkl if not os.path.exists(npz) and os.path.exists(pkl) else npz
+        else:
+            path = "logs/44k/kmeans_10000.pt"
+    if not os.path.exists(path):
+        what = (
+            "feature index (train_index.py)"
+            if feature_retrieval
+            else "cluster model (cluster/train_cluster.py)"
+        )
+        raise InputError(f"{path}: not found; -cr {ratio} needs a {what}",
+                         "build it, give it with -cm, or use -cr 0")  # fmt: skip
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     args = build_parser().parse_args(argv)
     check_flags(args)
-    if os.path.isdir(args.model_path):  # a training folder: its newest G_<step>.pth
-        from common.checkpoint import latest_checkpoint_path
-
-        newest = latest_checkpoint_path(args.model_path, "G_*.pth")
-        if newest is None:
-            raise InputError(f"-m {args.model_path}: a folder without G_<step>.pth checkpoints",
-                             "give a checkpoint file, or train first with train.py")  # fmt: skip
-        logger.info("-m %s: using its newest checkpoint %s", args.model_path, newest)
-        args.model_path = newest
+    args.model_path = resolve_model_path(args.model_path)
     if args.backend == "onnx" and args.auto_predict_f0:
         raise UsageError("-a (automatic f0 prediction) is not part of the ONNX graph (as in "
                          "so-vits-svc 4.1's export)", "use --backend torch for it")  # fmt: skip
 
-    if args.cluster_infer_ratio != 0:
-        if args.cluster_model_path == "":
-            if args.feature_retrieval:
-                npz, pkl = "logs/44k/feature_and_index.npz", "logs/44k/feature_and_index.pkl"
-                args.cluster_model_path = (
-                    pkl if not os.path.exists(npz) and os.path.exists(pkl) else npz
-                )
-            else:
-                args.cluster_model_path = "logs/44k/kmeans_10000.pt"
-        if not os.path.exists(args.cluster_model_path):
-            what = (
-                "feature index (train_index.py)"
-                if args.feature_retrieval
-                else "cluster model (cluster/train_cluster.py)"
-            )
-            raise InputError(f"{args.cluster_model_path}: not found; -cr {args.cluster_infer_ratio} "
-                             f"needs a {what}", "build it, give it with -cm, or use -cr 0")  # fmt: skip
-    else:
-        args.cluster_model_path = ""
+    args.cluster_model_path = resolve_cluster_path(
+        args.cluster_infer_ratio, args.cluster_model_path, args.feature_retrieval
+    )
 
     use_spk_mix = args.use_spk_mix
     spk_list = args.spk_list

@@ -1,4 +1,5 @@
-"""One slice through the synthesizer (:class:`SliceSynthesis`): ``infer`` (so-vits, torch or ONNX,
+"""One slice through the synthesizer (:class:`SliceSynthesis`): ``infer`` = features
+(``get_unit_f0``) + ``synthesize`` (so-vits, torch or ONNX,
 then shallow diffusion, enhancer, loudness mix) and ``_diffuse`` (diffusion + vocoder).
 """
 
@@ -57,6 +58,39 @@ class SliceSynthesis:
             c, f0, uv = self.get_unit_f0(wav, tran, cluster_infer_ratio, speaker, f0_filter, f0_predictor,
                                          cr_threshold)  # fmt: skip
             n_frames = f0.size(1)
+        audio = self.synthesize(c, f0, uv, sid, wav, noice_scale=noice_scale,
+                                auto_predict_f0=auto_predict_f0, seed=seed, k_step=k_step,
+                                second_encoding=second_encoding,
+                                enhancer_adaptive_key=enhancer_adaptive_key,
+                                loudness_envelope_adjustment=loudness_envelope_adjustment)  # fmt: skip
+        return audio, audio.shape[-1], n_frames
+
+    def synthesize(
+        self,
+        c: torch.Tensor,
+        f0: torch.Tensor,
+        uv: torch.Tensor,
+        sid: torch.Tensor,
+        wav: Any,
+        *,
+        noice_scale: float = 0.4,
+        auto_predict_f0: bool = False,
+        seed: int = DEFAULT_SEED,
+        k_step: int = 100,
+        second_encoding: bool = False,
+        enhancer_adaptive_key: float = 0,
+        loudness_envelope_adjustment: float = 1,
+    ) -> torch.Tensor:
+        """The synthesis stage of :meth:`infer` on features from :meth:`get_unit_f0`: so-vits (torch
+        or ONNX) or diffusion only, then shallow diffusion, enhancer, loudness mix → audio
+        ``[T·hop]`` float tensor at ``target_sample``.
+
+        ``c [1, C, T]`` units, ``f0 [1, T]`` Hz (transposed), ``uv [1, T]`` (1 voiced);
+        ``sid``: ``[[id]]`` LongTensor or a per-frame mix ``[T, n_spk]``; ``wav`` float32 numpy
+        ``[≈T·hop]`` at ``target_sample``: the input these frames came from (volume embedding,
+        diffusion volume, loudness envelope). The offline conversion (:meth:`infer`) and the
+        streaming engine (:mod:`inference.realtime.engine`) both call this one method.
+        """
         c, f0, uv = c.to(self.dtype), f0.to(self.dtype), uv.to(self.dtype)
         if self.only_diffusion:
             with torch.inference_mode():
@@ -64,7 +98,7 @@ class SliceSynthesis:
                 if loudness_envelope_adjustment != 1:
                     audio = change_rms(wav, self.target_sample, audio, self.target_sample,
                                        loudness_envelope_adjustment)  # fmt: skip
-            return audio, audio.shape[-1], n_frames
+            return audio
         from common.precision import uses_bf16
 
         t0 = time.perf_counter()
@@ -106,7 +140,7 @@ class SliceSynthesis:
                 audio = change_rms(wav, self.target_sample, audio, self.target_sample,
                                    loudness_envelope_adjustment)  # fmt: skip
                 self._tick("loudness", t0)
-        return audio, audio.shape[-1], n_frames
+        return audio
 
     def _diffuse(self, audio, f0, c, vol, sid, wav, k_step, second_encoding, seed) -> torch.Tensor:
         """Diffusion + vocoder: shallow from the so-vits ``audio [L]`` (or from noise when
