@@ -241,11 +241,8 @@ def main(argv=None) -> int:
 
 
 def report_joins(report: dict) -> list[float]:
-    """The block joins [s of output] of a ``stream_file`` report."""
-    for key in ("joins_s", "join_positions_s", "joins"):
-        if key in report:
-            return [float(x) for x in report[key]]
-    raise KeyError(f"stream_file's report has no join positions (keys: {', '.join(report)})")
+    """The block joins of a ``stream_file`` report (output sample positions) in seconds."""
+    return [j / report["sample_rate"] for j in report["joins"]]
 
 
 if __name__ == "__main__":
