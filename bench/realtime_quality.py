@@ -106,7 +106,9 @@ def target_bank(args, speaker: str, work: Path) -> tuple[list[Path], str]:
 
 def metrics(offline, out, joins_s, delay: int, bank, tracker_name: str) -> dict:
     """The stream-vs-offline figures of the module doc; ``out`` is the raw stream output,
-    ``delay`` its located delay [samples], ``joins_s`` the block joins in output seconds."""
+    ``delay`` its located delay [samples], ``joins_s`` the block joins in output seconds. f0,
+    SECS and loudness compare the span both outputs cover (the offline output's first
+    ``len − delay`` samples and the stream's output moved back by ``delay``)."""
     import numpy as np
 
     from bench.realtime_common import align
@@ -118,8 +120,10 @@ def metrics(offline, out, joins_s, delay: int, bank, tracker_name: str) -> dict:
     from quality.speaker import SpeakerEncoder, cosine
 
     n = len(offline)
-    aligned = align(out, delay, n)
-    off16 = resample(np.asarray(offline, np.float32), SR, ANALYSIS_SR)
+    # the span both cover: the stream's last ``delay`` input samples never came out
+    m = max(n - max(int(delay), 0), 1)
+    aligned = align(out, delay, m)
+    off16 = resample(np.asarray(offline[:m], np.float32), SR, ANALYSIS_SR)
     str16 = resample(aligned, SR, ANALYSIS_SR)
     tracker = PitchTracker(tracker_name)
     f0 = f0_metrics(tracker(off16), tracker(str16))

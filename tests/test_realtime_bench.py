@@ -157,3 +157,25 @@ def test_scripts_reject_bad_flags(tmp_path, script, args, excerpt):
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and excerpt in lines[0]
+
+
+def test_quality_metrics_on_a_delayed_copy_and_a_click(tmp_path):
+    from bench import realtime_quality as rq
+    from common.synthetic import write_dataset
+
+    wav, _ = sing(3.0, DEMO_SINGERS[0], seed=5, silence=False)
+    d = 13000
+    out = delayed(wav, d)
+    joins = [(d + k * 11025) / SR for k in range(1, 4)]
+    bank = write_dataset(tmp_path, DEMO_SINGERS[:1], files_per_singer=2, duration=2.0)
+    m = rq.metrics(wav, out, joins, d, bank, "pm")
+    assert m["f0_corr"] > 0.99 and m["vuv_f1"] > 0.95 and m["loudness_corr"] > 0.99, m
+    assert abs(m["secs_diff"]) < 0.02 and m["secs_target_stream"] > 0.5
+    assert m["joins"] == 3 and m["clicks_at_joins"] == 0 == m["clicks_offline_same_places"]
+    clicked = out.copy()
+    j = int(round(joins[1] * SR))
+    clicked[j:] = np.clip(clicked[j:] + 0.6, -1, 1)  # a step right at the second join
+    m = rq.metrics(wav, clicked, joins, d, bank, "pm")
+    assert m["clicks_at_joins"] == 1 and m["clicks_offline_same_places"] == 0, m
+    assert rq.goal_met("clicks_at_joins", 1) is False and rq.goal_met("secs_diff", -0.01) is True
+    assert rq.goal_met("f0_corr", None) is None
