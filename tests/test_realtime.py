@@ -245,24 +245,22 @@ def work(tmp_path_factory) -> Path:
     return root
 
 
-@pytest.fixture(scope="module")
-def svc(work):
-    import os
-
+def load_svc(work: Path, **kw):
     from inference.infer_tool import Svc
 
-    cwd = os.getcwd()
-    os.chdir(work)  # (pretrain/ of the work folder)
-    try:
-        yield Svc("logs/44k/G_0.pth", "logs/44k/config.json", "cpu", "logs/44k/kmeans_10000.pt")
-    finally:
-        os.chdir(cwd)
+    return Svc(work / "logs/44k/G_0.pth", work / "logs/44k/config.json", "cpu",
+               work / "logs/44k/kmeans_10000.pt", pretrain_dir=work / "pretrain", **kw)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def svc(work):
+    return load_svc(work)
 
 
 def test_file_mode_is_deterministic_with_a_seed(svc, work):
     wav, sr = sf.read(work / "raw" / "song.wav", dtype="float32")
     wav = wav[int(1.6 * sr) :]  # 1.6 s of singing, 0.8 s of silence
-    cfg = dict(speaker="bass", transpose=3, cluster_infer_ratio=0.5, block_time=0.2)
+    cfg = dict(speaker="bass", transpose=3, cluster_infer_ratio=0.5, block_time=0.4, extra_time=0.5)
     engine = StreamEngine(svc, StreamConfig(**cfg))
     a, rep = stream_file(engine, wav, sr, paced=False)
     b, _ = stream_file(StreamEngine(svc, StreamConfig(**cfg)), wav, sr, paced=False)
@@ -270,7 +268,7 @@ def test_file_mode_is_deterministic_with_a_seed(svc, work):
     assert a.tobytes() == b.tobytes()
     assert a.tobytes() != c.tobytes()
     assert len(a) == len(wav) and np.isfinite(a).all() and np.abs(a).max() > 1e-3
-    assert rep["blocks"] == rep["model_calls"] + rep["gated_blocks"] and rep["model_calls"] > 5
+    assert rep["blocks"] == rep["model_calls"] + rep["gated_blocks"] and rep["model_calls"] >= 3
     assert rep["gated_blocks"] >= 2  # the song ends with 0.8 s of silence
     assert rep["joins"][0] == 2 * engine.block_samples and rep["latency_samples"] > 0
     assert set(rep["compute_s"]) == {"p50", "p95", "p99", "max", "mean"}
@@ -365,3 +363,128 @@ def test_script_file_mode_end_to_end(work):
     assert sr == 48000 and abs(len(out) - info.frames) <= 0.2 * sr
     rep = json.loads((work / "rt.json").read_text())
     assert rep["blocks"] > 5 and rep["sample_rate"] == 48000 and rep["settings"]["spk"] == "alto"
+
+
+def test_backend_and_precision_come_from_the_svc(svc, work):
+    """The converter runs whatever the Svc was loaded with: the ONNX backend gives the torch
+    backend's audio to float rounding, bf16 close to it; one code path (Svc.synthesize)."""
+    from tests.infer_fixtures import singing
+
+    cfg = dict(speaker="bass", transpose=2)
+    ref_engine = StreamEngine(svc, StreamConfig(**cfg))
+    window = singing(ref_engine.window_samples / SR + 0.1)[: ref_engine.window_samples]
+    n = ref_engine.convert_samples
+    ref = ref_engine.converter(window, n)
+    onnx = StreamEngine(load_svc(work, backend="onnx"), StreamConfig(**cfg)).converter(window, n)
+    bf16 = StreamEngine(load_svc(work, precision="bf16"), StreamConfig(**cfg)).converter(window, n)
+    scale = np.abs(ref).max()
+    assert scale > 1e-3
+    assert np.abs(onnx - ref).max() < 1e-3 * scale
+    snr = 10 * np.log10(np.sum(ref**2) / np.sum((bf16 - ref) ** 2))
+    assert 15 < snr < 200, snr  # close, and not the fp32 path
+
+
+# ------------------------------------------------------------------------------------------------
+# sound cards, with a stand-in for the sounddevice module (no card on a test machine)
+# ------------------------------------------------------------------------------------------------
+class FakeSoundDevice:
+    """The part of sounddevice that devices.py uses: two devices, 44.1/48 kHz only, a duplex
+    Stream whose callback a thread drives with ``blocks`` blocks of ``signal``."""
+
+    class PortAudioError(Exception):
+        pass
+
+    class CallbackAbort(Exception):
+        pass
+
+    def __init__(self, signal, blocks, stop):
+        self.signal, self.blocks, self.stop = signal, blocks, stop
+        self.default = SimpleNamespace(device=[0, 1])
+        self.played = []
+        self.devs = [
+            {"name": "USB Mic", "hostapi": 0, "max_input_channels": 1, "max_output_channels": 0,
+             "default_samplerate": 48000.0},
+            {"name": "USB Speakers", "hostapi": 0, "max_input_channels": 0, "max_output_channels": 2,
+             "default_samplerate": 48000.0},
+        ]  # fmt: skip
+
+    def query_devices(self, device=None):
+        return self.devs if device is None else self.devs[device]
+
+    def query_hostapis(self):
+        return [{"name": "ALSA"}]
+
+    def _check(self, samplerate, **_):
+        if samplerate not in (44100, 48000):
+            raise self.PortAudioError("Invalid sample rate [PaErrorCode -9997]")
+
+    check_input_settings = check_output_settings = _check
+
+    def Stream(self, device, samplerate, blocksize, dtype, channels, callback):  # noqa: N802
+        import threading
+
+        fake = self
+
+        class Stream:
+            latency = (0.01, 0.02)
+            active = True
+
+            def __enter__(self):
+                def drive():
+                    for k in range(fake.blocks):
+                        out = np.zeros((blocksize, channels[1]), np.float32)
+                        x = fake.signal[k * blocksize : (k + 1) * blocksize, None]
+                        status = SimpleNamespace(output_underflow=False, input_overflow=False)
+                        callback(x, out, blocksize, None, status)
+                        fake.played.append(out.copy())
+                    fake.stop.set()
+
+                self.thread = threading.Thread(target=drive)
+                self.thread.start()
+                return self
+
+            def __exit__(self, *exc):
+                self.thread.join()
+
+        return Stream()
+
+
+@pytest.mark.parametrize("asked, rate", [(None, 44100), (48000, 48000)])
+def test_devices_stream_through_the_engine(monkeypatch, asked, rate):
+    import sys
+    import threading
+
+    from inference.realtime import devices
+
+    engine = identity_engine()
+    blocks = 12
+    bs = round(engine.block_samples * rate / SR)
+    x = 1e-3 * np.random.default_rng(5).standard_normal(bs * blocks).astype(np.float32)
+    spike = 3 * bs + 1234
+    x[spike] = 0.9
+    stop = threading.Event()
+    fake = FakeSoundDevice(x, blocks, stop)
+    monkeypatch.setitem(sys.modules, "sounddevice", fake)
+    lines = []
+    summary = devices.run_devices(engine, "mic", "1", asked, log=lines.append, stop=stop)
+    assert summary["blocks"] == blocks and summary["underruns"] == 0
+    assert f"at {rate} Hz" in lines[0] and "30.0 ms" in lines[0]  # (default: the model's rate)
+    played = np.concatenate(fake.played)
+    assert played.shape == (bs * blocks, 2) and np.array_equal(played[:, 0], played[:, 1])
+    # the card adds its one-block slot: the delay here is the engine's stream delay, plus at
+    # another rate than the model's the resamplers' margin (a block and what they hold back)
+    margin = devices.fifo_margin(rate, SR, bs, engine.block_samples)
+    assert (margin == 0) == (rate == SR) and margin < 1.3 * bs
+    got = int(np.argmax(np.abs(played[:, 0])))
+    want = spike + round(engine.delay_samples * rate / SR) + margin
+    assert abs(got - want) <= round(HOP * rate / SR)
+    assert devices.find_device(fake, "USB", "input") == 0  # only one input device has "USB"
+    with pytest.raises(InputError, match="--output 'usb mic': no output device"):
+        devices.find_device(fake, "usb mic", "output")
+    with pytest.raises(InputError, match="--input 7: no such device"):
+        devices.find_device(fake, "7", "input")
+    with pytest.raises(UsageError, match="--samplerate 22050: the input device 0 \\(USB Mic\\)"):
+        devices.run_devices(engine, 0, 1, 22050)
+    fake.devs.append(dict(fake.devs[0], name="USB Mic 2"))
+    with pytest.raises(InputError, match="fits 2 input devices"):
+        devices.find_device(fake, "mic", "input")

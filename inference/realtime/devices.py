@@ -7,8 +7,11 @@ name that fits several devices, a sample rate the device refuses.
 
 :func:`run_devices` opens one duplex stream (``--input`` → engine → ``--output``) whose callback
 takes one engine block (at the device rate) and returns the converted block: the card plays it
-while the next one is captured, which is the block term of the engine's latency. Ctrl-C closes
-the stream and returns normally (exit 0).
+while the next one is captured, which is the block term of the engine's latency. At the model's
+rate (the default when both cards take it) nothing else is added; at another rate the streaming
+resamplers hold samples back, so a block completes one callback late, and the output keeps a
+reserve of up to one more block (:func:`fifo_margin`, printed at the start). Ctrl-C closes the
+stream and returns normally (exit 0).
 """
 
 from __future__ import annotations
@@ -114,6 +117,28 @@ def check_rate(sd, device: int, kind: str, rate: int) -> None:
                          f"take it ({e})", f"its default is {d['default_samplerate']:g} Hz") from None  # fmt: skip
 
 
+def fifo_margin(rate: int, model_rate: int, blocksize: int, block: int, callbacks: int = 64) -> int:
+    """Output samples (device rate) to hold in reserve so that no callback runs short: the
+    resamplers (soxr streams) hold samples back, so at another rate than the model's a block may
+    complete one callback late. Found by running the exact callback pattern through scratch
+    resamplers (no model); 0 at the model's rate."""
+    if rate == model_rate:
+        return 0
+    import soxr
+
+    rs_in = soxr.ResampleStream(rate, model_rate, 1, dtype="float32", quality="HQ")
+    rs_out = soxr.ResampleStream(model_rate, rate, 1, dtype="float32", quality="HQ")
+    pending = available = needed = worst = 0
+    for _ in range(callbacks):
+        pending += len(rs_in.resample_chunk(np.zeros(blocksize, np.float32)))
+        n, pending = divmod(pending, block)
+        if n:
+            available += len(rs_out.resample_chunk(np.zeros(n * block, np.float32)))
+        needed += blocksize
+        worst = max(worst, needed - available)
+    return worst
+
+
 def run_devices(engine, input: Any = None, output: Any = None, samplerate: int | None = None,
                 log: Callable[[str], None] = print, stop: threading.Event | None = None) -> dict:  # fmt: skip
     """Stream ``input`` → ``engine`` → ``output`` until Ctrl-C (or ``stop`` is set); returns
@@ -136,7 +161,7 @@ def run_devices(engine, input: Any = None, output: Any = None, samplerate: int |
     out_ch = min(2, int(sd.query_devices(do)["max_output_channels"]))
     sess = StreamSession(engine, rate, rate, prime=False)
     blocksize = round(engine.block_samples * rate / engine.sample_rate)
-    jitter = round(engine.hop * rate / engine.sample_rate)  # the resamplers hold a few samples back
+    jitter = fifo_margin(rate, engine.sample_rate, blocksize, engine.block_samples)
     state = {"fifo": np.zeros(jitter, np.float32), "underruns": 0, "blocks": 0, "error": None}
 
     def callback(indata, outdata, frames, _time, status):
@@ -169,7 +194,7 @@ def run_devices(engine, input: Any = None, output: Any = None, samplerate: int |
             log(f"streaming {sd.query_devices(di)['name']} -> {sd.query_devices(do)['name']} at "
                 f"{rate} Hz; device latency {1000 * (lat_in + lat_out):.1f} ms on top of the "
                 f"engine's {1000 * engine.latency_s:.1f} ms (+{1000 * jitter / rate:.1f} ms "
-                "resampling margin); Ctrl-C stops")  # fmt: skip
+                f"resampling margin); Ctrl-C stops")  # fmt: skip
             while not stop.is_set() and stream.active:
                 stop.wait(0.2)
     except KeyboardInterrupt:
