@@ -224,9 +224,8 @@ def main(argv=None) -> int:
         return 0
     import torch
 
-    from common.atomic import write_text
-
     torch.set_num_threads(args.threads)
+    out = Path(args.out)
     wav, segments = rc.build_input(data, args.seconds)
     res = {"machine": rc.machine(args.threads), "input": {
         "seconds": len(wav) / SR, "data": str(data), "files_s": rc.files_used(segments),
@@ -253,9 +252,12 @@ def main(argv=None) -> int:
                 svc = rc.load_svc(spec, prec, pre)
                 for f0 in args.f0:
                     print(f"== {cfg} {prec} {f0}", flush=True)
+                    t0 = time.perf_counter()
                     case = {"config": cfg, "precision": prec, "f0": f0,
                             **run_case(svc, spec["speakers"][0], f0, wav, args)}  # fmt: skip
                     res["cases"].append(case)
+                    print_case(case, time.perf_counter() - t0)
+                    save(res, out)  # after every case: an interrupted run keeps what it measured
                 del svc
     res["ratios_p50"] = ratios(res["cases"])
     res["machine"]["loadavg_after"] = list(os.getloadavg())
@@ -263,11 +265,29 @@ def main(argv=None) -> int:
     for k, v in res["ratios_p50"].items():
         print(f"  p50 compute {k}: {v:.2f}")
     print(f"load average before {m['loadavg_before']}, after {m['loadavg_after']}")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    write_text(out, json.dumps(res, indent=2, default=float) + "\n")
+    save(res, out)
     print(f"wrote {out}")
     return 0
+
+
+def save(res: dict, out: Path) -> None:
+    from common.atomic import write_text
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_text(out, json.dumps(res, indent=2, default=float) + "\n")
+
+
+def print_case(c: dict, took: float) -> None:
+    sb = c.get("smallest_block")
+    tried = (
+        ", ".join(f"{b * 1000:.0f} ms: {u}" for b, u in sorted(sb["tried"].items()))
+        if sb
+        else "off"
+    )
+    print(f"   stream {c['stream_wall_s']:.1f} s (engine RTF {c['engine_rtf']:.2f}), offline "
+          f"{c['offline_s']:.1f} s, {c['underruns']} underruns / {c['blocks']} blocks "
+          f"({c['model_blocks']} ran the model); block search (underruns per block) {tried}; "
+          f"case took {took:.0f} s", flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":
