@@ -6,7 +6,7 @@
   their RMS envelopes (method below);
 - :func:`block_stats`, :func:`smallest_block`: per-block compute statistics and the search for the
   smallest block that holds 0 underruns;
-- :func:`template_model`, :func:`demo_model`, :func:`pretrain_folder`: the models the benches load.
+- :func:`template_model`, :func:`model_folder`, :func:`pretrain_folder`: the models the benches load.
 
 Delay method. Both outputs are reduced to RMS envelopes in dB (``frame`` samples every ``hop``,
 default 512 / 128 at 44.1 kHz: 11.6 ms windows every 2.9 ms, floor 60 dB below the loudest
@@ -14,8 +14,8 @@ frame). For every lag ``k`` in ``[-max_delay, max_delay]`` the Pearson correlati
 ``ref_env[i]`` and ``y_env[i + k]`` over their overlap is computed (one FFT for the cross sums,
 cumulative sums for the per-lag means and variances); the best lag is refined by a parabola
 through its neighbours. A positive delay means ``y`` comes later than ``ref``. The peak
-correlation is returned with it: a low value (silence, unrelated signals) says the delay is not
-to be trusted. Singing has note onsets and pauses every few hundred ms, so the peak is sharp;
+correlation is returned with it; below :data:`MIN_CORR` (silence, unrelated signals) no delay is
+reported. Singing has note onsets and pauses every few hundred ms, so the peak is sharp;
 the two outputs' waveforms are not compared (the stream and the offline conversion need not be
 in phase), only their loudness contours.
 """
@@ -51,6 +51,9 @@ ENV_FRAME = 512
 """Envelope window [samples at 44.1 kHz]: 11.6 ms (one model hop)."""
 ENV_FLOOR_DB = 60.0
 """Envelope frames quieter than the loudest minus this are raised to it."""
+MIN_CORR = 0.3
+"""A delay whose envelope correlation peaks below this is not reported (unrelated envelopes: a
+random-init model's output does not follow its input's loudness, e.g.)."""
 
 
 # ------------------------------------------------------------------------------------ input
@@ -161,7 +164,9 @@ def locate_delay(ref: np.ndarray, y: np.ndarray, sr: int = SR, max_delay_s: floa
                  hop: int = ENV_HOP, frame: int = ENV_FRAME) -> dict:  # fmt: skip
     """Where ``y`` sits against ``ref`` (both mono at ``sr``): ``{"delay_s", "delay_samples",
     "corr"}`` (see the module doc); ``delay_s`` > 0: ``y`` is later. ``delay_s`` is ``None``
-    when no lag has a defined correlation (a silent or flat input)."""
+    when no lag has a defined correlation (a silent or flat input) or the best one is below
+    :data:`MIN_CORR` (the envelopes are unrelated: a number would be a guess); ``corr`` is
+    still given then."""
     ea, eb = envelope_db(ref, frame, hop), envelope_db(y, frame, hop)
     lags, r = lagged_pearson(ea, eb, int(np.ceil(max_delay_s * sr / hop)))
     if len(r) == 0 or not np.any(np.isfinite(r)):
@@ -172,6 +177,8 @@ def locate_delay(ref: np.ndarray, y: np.ndarray, sr: int = SR, max_delay_s: floa
         den = r[j - 1] - 2 * r[j] + r[j + 1]
         if den < 0:
             frac = float(np.clip(0.5 * (r[j - 1] - r[j + 1]) / den, -0.5, 0.5))
+    if r[j] < MIN_CORR:
+        return {"delay_s": None, "delay_samples": None, "corr": float(r[j])}
     delay = (lags[j] + frac) * hop
     return {"delay_s": float(delay / sr), "delay_samples": int(round(delay)), "corr": float(r[j])}
 
@@ -324,9 +331,9 @@ def template_model(work: Path, pre: Path) -> dict:
             "speakers": list(cfg["spk"]), "sources": sources}  # fmt: skip
 
 
-def demo_model(folder: Path = ROOT / "pretrain" / "demo_voice") -> dict:
-    """The shipped demo voice (``pretrain/demo_voice``: small 4.1 config, whisper-ppg-ct2 units,
-    speakers alto / bass), real weights."""
+def model_folder(folder: Path = ROOT / "pretrain" / "demo_voice") -> dict:
+    """A model folder (one ``*.pth`` and its ``config.json``); default the shipped demo voice
+    (``pretrain/demo_voice``: small 4.1 config, whisper-ppg-ct2 units, speakers alto / bass)."""
     import json
 
     from common.errors import InputError
@@ -336,11 +343,11 @@ def demo_model(folder: Path = ROOT / "pretrain" / "demo_voice") -> dict:
         raise InputError(f"{folder}: expected one *.pth and a config.json (the demo voice folder)")
     cfg = json.loads((folder / "config.json").read_text())
     return {"model": models[0], "config": folder / "config.json", "speakers": list(cfg["spk"]),
-            "sources": {"synthesizer": f"{folder.name} (trained)"}}  # fmt: skip
+            "sources": {"synthesizer": f"{folder} (trained)"}}  # fmt: skip
 
 
 def load_svc(spec: dict, precision: str, pre: Path):
-    """``inference.infer_tool.Svc`` of a :func:`template_model` / :func:`demo_model` spec."""
+    """``inference.infer_tool.Svc`` of a :func:`template_model` / :func:`model_folder` spec."""
     from inference.infer_tool import Svc
 
     return Svc(spec["model"], spec["config"], "cpu", "", False, precision=precision,

@@ -208,7 +208,7 @@ def main(argv=None) -> int:
         pre = rc.pretrain_folder(work)
         if args.f0 == "rmvpe" or args.tracker == "rmvpe":
             res["rmvpe"] = rc.ensure_rmvpe(pre)
-        spec = rc.demo_model(Path(args.model_dir))
+        spec = rc.model_folder(Path(args.model_dir))
         if args.speaker not in spec["speakers"]:
             raise InputError(f"--speaker {args.speaker}: not in {args.model_dir} "
                              f"(its speakers: {', '.join(spec['speakers'])})")  # fmt: skip

@@ -22,7 +22,11 @@ For each model config × precision × f0 predictor:
   input (``Svc.slice_inference``, same model, speaker and seed; it has zero latency) by
   cross-correlation of their RMS envelopes (bench/realtime_common.py: 11.6 ms windows every
   2.9 ms, Pearson per lag, parabolic peak; ``corr`` is the peak's correlation, its confidence).
-  File mode has no sound-card buffers: add the device's input + output buffer for a live setup;
+  File mode has no sound-card buffers: add the device's input + output buffer for a live setup.
+  A peak correlation below 0.3 gives no figure ("n/a"): the random-init template model's output
+  does not follow its input's loudness, so its latency is located only with ``--template_dir``
+  (trained weights of the template size); the engine's buffering, and so its latency, is the
+  same for every config at the same block time and hop;
 - latency constancy: the same location in each 30 s window: min / max, and whether every window
   is within one block of the median (so-vits-svc-fork #742);
 - the smallest block that holds 0 underruns: a walk over ``--search_blocks`` from the block time
@@ -54,7 +58,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from common.errors import UsageError  # noqa: E402
+from common.errors import InputError, UsageError  # noqa: E402
 
 SR = 44100
 CONFIGS = ("template", "demo")
@@ -97,6 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--search_seconds", type=float, default=45.0,
                    help="excerpt length of the smallest-block search (s)")  # fmt: skip
     p.add_argument("--no_search", action="store_true", help="skip the smallest-block search")
+    p.add_argument("--template_dir", default=None,
+                   help="a trained template-size model (folder: one *.pth + config.json) instead "
+                        "of the random-init one (its measured latency can then be located)")  # fmt: skip
     p.add_argument("--seed", type=int, default=52468)
     p.add_argument("--data", default=None, help="the shared data folder (default ../shared/data)")
     p.add_argument("--out", default=str(ROOT / "bench" / "results" / "realtime_speed.json"))
@@ -113,6 +120,8 @@ def check_args(args) -> None:
         raise UsageError(f"--threads: must be >= 1, got {args.threads}")
     if args.block_time is not None:
         positive("--block_time", args.block_time)
+    if args.template_dir is not None and not Path(args.template_dir).is_dir():
+        raise InputError(f"{args.template_dir}: --template_dir folder not found")
     try:
         args.search_blocks = [positive("--search_blocks", float(x))
                               for x in args.search_blocks.split(",") if x.strip()]  # fmt: skip
@@ -246,7 +255,12 @@ def main(argv=None) -> int:
         pre = rc.pretrain_folder(work)
         res["sources"] = {"rmvpe": rc.ensure_rmvpe(pre)} if "rmvpe" in args.f0 else {}
         for cfg in args.configs:
-            spec = rc.template_model(work, pre) if cfg == "template" else rc.demo_model()
+            if cfg == "demo":
+                spec = rc.model_folder()
+            elif args.template_dir:
+                spec = rc.model_folder(Path(args.template_dir))
+            else:
+                spec = rc.template_model(work, pre)
             res["sources"][cfg] = spec["sources"]
             for prec in args.precisions:
                 svc = rc.load_svc(spec, prec, pre)
