@@ -21,7 +21,9 @@ moved back by that delay; then, by eval.py's metric functions (``quality/``):
 - ``clicks_at_joins``: quality.clicks.count_clicks on the stream's output at 44.1 kHz with
   ``boundaries_s`` = the engine's block joins (from the file-mode report), and the same count on
   the aligned offline output at the same places (what the detector finds there anyway);
-- ``loudness_corr``: quality.loudness.loudness_corr of the two aligned outputs' envelopes.
+- ``loudness_corr``: quality.loudness.loudness_corr of the two aligned outputs' envelopes;
+- for diagnosis, each output's f0 corr and loudness corr against the source (eval.py's own
+  comparison): which path a difference comes from.
 
 The issue's goals are shown next to each figure: f0 corr ≥ 0.98, SECS within 0.02 of offline,
 0 clicks at joins, loudness corr ≥ 0.95. A table on stdout, JSON in ``--out``.
@@ -104,11 +106,16 @@ def target_bank(args, speaker: str, work: Path) -> tuple[list[Path], str]:
         "16 used)")  # fmt: skip
 
 
-def metrics(offline, out, joins_s, delay: int, bank, tracker_name: str) -> dict:
+def metrics(offline, out, joins_s, delay: int, bank, tracker_name: str, source=None,
+            transpose: float = 0.0) -> dict:  # fmt: skip
     """The stream-vs-offline figures of the module doc; ``out`` is the raw stream output,
     ``delay`` its located delay [samples], ``joins_s`` the block joins in output seconds. f0,
     SECS and loudness compare the span both outputs cover (the offline output's first
-    ``len − delay`` samples and the stream's output moved back by ``delay``)."""
+    ``len − delay`` samples and the stream's output moved back by ``delay``).
+
+    With ``source`` (the input, 44.1 kHz) also each output's f0 corr and loudness corr against
+    the source (eval.py's own comparison, f0 shifted by ``transpose``): which of the two paths
+    a stream-vs-offline difference comes from."""
     import numpy as np
 
     from bench.realtime_common import align
@@ -134,7 +141,16 @@ def metrics(offline, out, joins_s, delay: int, bank, tracker_name: str) -> dict:
     secs_str = cosine(e_str, target) if e_str is not None and target is not None else None
     joins = [float(j) for j in joins_s]
     joins_in = [j - delay / SR for j in joins if 0 <= j - delay / SR < n / SR]
-    return {"f0_corr": f0["f0_corr"], "f0_rmse_cents": f0["f0_rmse_cents"],
+    vs_source = {}
+    if source is not None:
+        src16 = resample(np.asarray(source[:m], np.float32), SR, ANALYSIS_SR)
+        f_src = tracker(src16)
+        for name, x in (("offline", off16), ("stream", str16)):
+            vs_source[f"f0_corr_source_{name}"] = f0_metrics(f_src, tracker(x), transpose)[
+                "f0_corr"
+            ]
+            vs_source[f"loudness_corr_source_{name}"] = loudness_corr(src16, x)
+    return {**vs_source, "f0_corr": f0["f0_corr"], "f0_rmse_cents": f0["f0_rmse_cents"],
             "vuv_f1": f0["vuv_f1"], "f0_frames": f0["f0_frames"], "f0_tracker": tracker.name,
             "secs_target_offline": secs_off, "secs_target_stream": secs_str,
             "secs_diff": None if secs_off is None or secs_str is None else secs_str - secs_off,
@@ -164,6 +180,11 @@ def print_table(res: dict) -> None:
         ("  offline output, same places", m["clicks_offline_same_places"], None, "d"),
         ("loudness envelope corr", m["loudness_corr"], "loudness_corr", ".4f"),
     ]
+    for key, name in (("f0_corr_source", "f0 corr to the source"),
+                      ("loudness_corr_source", "loudness corr to the source")):  # fmt: skip
+        for path in ("offline", "stream"):
+            if f"{key}_{path}" in m:
+                rows.append((f"  {name}, {path}", m[f"{key}_{path}"], None, ".4f"))
     print(f"{'metric':38s} {'value':>9s}  goal")
     for name, v, key, spec in rows:
         goal = ""
@@ -233,7 +254,8 @@ def main(argv=None) -> int:
         print(
             f"stream {res['stream_s']:.1f} s, offline {res['offline_s']:.1f} s; scoring", flush=True
         )
-        res["metrics"] = metrics(offline, out, report_joins(report), delay, bank, args.tracker)
+        res["metrics"] = metrics(offline, out, report_joins(report), delay, bank, args.tracker,
+                                 wav, args.transpose)  # fmt: skip
     res["goals"] = {k: goal_met(k, res["metrics"][k]) for k in GOALS}
     res["machine"]["loadavg_after"] = list(os.getloadavg())
     print_table(res)

@@ -174,8 +174,9 @@ def test_quality_metrics_on_a_delayed_copy_and_a_click(tmp_path):
     out = delayed(wav, d)
     joins = [(d + k * 11025) / SR for k in range(1, 4)]
     bank = write_dataset(tmp_path, DEMO_SINGERS[:1], files_per_singer=2, duration=2.0)
-    m = rq.metrics(wav, out, joins, d, bank, "pm")
+    m = rq.metrics(wav, out, joins, d, bank, "pm", source=wav)
     assert m["f0_corr"] > 0.99 and m["vuv_f1"] > 0.95 and m["loudness_corr"] > 0.99, m
+    assert m["f0_corr_source_stream"] > 0.99 and m["loudness_corr_source_offline"] > 0.99
     assert abs(m["secs_diff"]) < 0.02 and m["secs_target_stream"] > 0.5
     assert m["joins"] == 3 and m["clicks_at_joins"] == 0 == m["clicks_offline_same_places"]
     clicked = out.copy()
