@@ -53,7 +53,9 @@ puts them together (one mixin each):
 - :mod:`inference.loading`: the constructor (models, encoder, cluster/index, diffusion, ONNX
   backend, enhancer), the fit checks and the speaker look-up;
 - :mod:`inference.features`: per-slice f0, units and the cluster/retrieval mix (``get_unit_f0``);
-- :mod:`inference.synthesis`: the synthesizer and diffusion on one slice (``infer``, ``_diffuse``);
+- :mod:`inference.synthesis`: the synthesizer and diffusion on one slice (``infer`` = ``get_unit_f0``
+  + ``synthesize``, ``_diffuse``); the streaming engine (:mod:`inference.realtime`) calls the same
+  ``get_unit_f0`` and ``synthesize`` per block;
 - :mod:`inference.planning`: slicing a file and assembling the output (``slice_inference``).
 """
 

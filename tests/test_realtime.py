@@ -187,18 +187,13 @@ def test_silence_gate_skips_the_converter():
     quiet = 1e-4 * loud  # -90 dB
     blocks = [loud, loud, quiet, np.zeros(b, np.float32), quiet, loud]
     outs = [engine.process(x) for x in blocks]
-    assert conv.calls == 3 and engine.stats["model_calls"] == 3
-    assert engine.stats["gated_blocks"] == 3 and engine.stats["gated"] == [
-        False,
-        False,
-        True,
-        True,
-        True,
-        False,
-    ]
+    # block 2 is quiet but its output still lags into block 1: converted
+    assert conv.calls == 4 and engine.stats["model_calls"] == 4
+    assert engine.stats["gated_blocks"] == 2
+    assert engine.stats["gated"] == [False, False, False, True, True, False]
     f = engine.crossfade_samples
-    assert np.abs(outs[2][:f]).max() > 0  # the previous tail, faded out
-    assert np.abs(outs[2][f:]).max() == 0 and np.abs(outs[3]).max() == 0
+    assert np.abs(outs[3][:f]).max() > 0  # the previous tail, faded out
+    assert np.abs(outs[3][f:]).max() == 0 and np.abs(outs[4]).max() == 0
 
 
 # ------------------------------------------------------------------------------------------------
@@ -245,6 +240,18 @@ def work(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.fixture
+def one_thread():
+    """The real-model tests run on one torch thread: many small convolutions per block, on a
+    machine shared with other runs, go much faster without waiting for a second thread."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def load_svc(work: Path, **kw):
     from inference.infer_tool import Svc
 
@@ -257,7 +264,7 @@ def svc(work):
     return load_svc(work)
 
 
-def test_file_mode_is_deterministic_with_a_seed(svc, work):
+def test_file_mode_is_deterministic_with_a_seed(svc, work, one_thread):
     wav, sr = sf.read(work / "raw" / "song.wav", dtype="float32")
     wav = wav[int(1.6 * sr) :]  # 1.6 s of singing, 0.8 s of silence
     cfg = dict(speaker="bass", transpose=3, cluster_infer_ratio=0.5, block_time=0.4, extra_time=0.5)
@@ -269,12 +276,12 @@ def test_file_mode_is_deterministic_with_a_seed(svc, work):
     assert a.tobytes() != c.tobytes()
     assert len(a) == len(wav) and np.isfinite(a).all() and np.abs(a).max() > 1e-3
     assert rep["blocks"] == rep["model_calls"] + rep["gated_blocks"] and rep["model_calls"] >= 3
-    assert rep["gated_blocks"] >= 2  # the song ends with 0.8 s of silence
+    assert rep["gated_blocks"] >= 1  # the song ends with 0.8 s of silence
     assert rep["joins"][0] == 2 * engine.block_samples and rep["latency_samples"] > 0
     assert set(rep["compute_s"]) == {"p50", "p95", "p99", "max", "mean"}
 
 
-def test_real_gate_does_not_call_the_model(svc):
+def test_real_gate_does_not_call_the_model(svc, one_thread):
     engine = StreamEngine(svc, StreamConfig(speaker="alto"))
     b = engine.block_samples
     for _ in range(4):
@@ -365,7 +372,7 @@ def test_script_file_mode_end_to_end(work):
     assert rep["blocks"] > 5 and rep["sample_rate"] == 48000 and rep["settings"]["spk"] == "alto"
 
 
-def test_backend_and_precision_come_from_the_svc(svc, work):
+def test_backend_and_precision_come_from_the_svc(svc, work, one_thread):
     """The converter runs whatever the Svc was loaded with: the ONNX backend gives the torch
     backend's audio to float rounding, bf16 close to it; one code path (Svc.synthesize)."""
     from tests.infer_fixtures import singing

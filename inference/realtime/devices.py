@@ -60,7 +60,7 @@ def list_devices() -> str:
     devs = _devices(sd)
     if not devs:
         raise InputError("--list_devices: PortAudio sees no sound device",
-                         "connect or enable one (on a server, use --in_file/--out_file)")  # fmt: skip
+                         "connect or enable one; on a server, use --in_file/--out_file")  # fmt: skip
     apis = [a["name"] for a in sd.query_hostapis()]
     lines = []
     for i, d in enumerate(devs):
@@ -86,7 +86,8 @@ def find_device(sd, spec: str | int | None, kind: str) -> int:
     if text.lstrip("-").isdigit():
         i = int(text)
         if not 0 <= i < len(devs):
-            raise InputError(f"{flag} {text}: no such device (there are {len(devs)})",
+            there = f"there are {len(devs)}" if devs else "PortAudio sees no sound device"
+            raise InputError(f"{flag} {text}: no such device ({there})",
                              "list them with --list_devices")  # fmt: skip
         if devs[i][channels] < 1:
             raise InputError(f"{flag} {text}: {devs[i]['name']!r} has no {kind} channels",

@@ -13,12 +13,14 @@ Sizes (samples at the model rate ``sr``, hop ``h`` = 512 at 44.1 kHz):
   search range), ``Rh`` = ``R`` rounded up to ``h``;
 - ``E`` extra (left) context = ``extra_time`` rounded up to ``h``;
 - input ring buffer ``W = E + Rh`` samples (a multiple of ``h``, so the model's frames fall on it
-  exactly: frame ``i`` ↔ samples ``[i·h, (i+1)·h)``).
+  exactly: frame ``i`` ↔ samples ``[i·h, (i+1)·h)``). ``F`` and ``S`` are kept exact, not
+  rounded to hops: rounding them up would add up to two hops (23 ms) of latency for nothing.
 
-Per block: the block enters the ring buffer; if its RMS is below ``threshold_db`` dBFS the block is
-*gated*: the output is silence with the previous tail faded out, and the model is not called
-(``stats["gated_blocks"]``). Otherwise the converter turns the window into the audio of its last
-``R`` samples, ``y [R]``; SOLA (:mod:`inference.realtime.sola`) finds the offset ``k ∈ [0, S]``
+Per block: the block enters the ring buffer; if the RMS of the last ``R`` samples (the block and
+the ``F + S`` before it, all the input this block's output and next tail come from) is below
+``threshold_db`` dBFS the block is *gated*: the output is silence with the previous tail faded
+out, and the model is not called (``stats["gated_blocks"]``). Otherwise the converter turns the
+window into the audio of its last ``R`` samples, ``y [R]``; SOLA (:mod:`inference.realtime.sola`) finds the offset ``k ∈ [0, S]``
 where ``y`` best continues the previous tail, the output is ``y[k : k+B]`` with its first ``F``
 samples crossfaded with that tail, and ``y[k+B : k+B+F]`` is the next tail.
 
@@ -241,7 +243,10 @@ class StreamEngine:
         self._buf[:-b] = self._buf[b:]
         self._buf[-b:] = x
         self.stats["blocks"] += 1
-        gated = block_db(x) < self.config.threshold_db
+        # the level of everything this block outputs or crossfades: the new block and the
+        # F + S samples before it that the output lags by (a note ending just before a quiet
+        # block is still converted)
+        gated = block_db(self._buf[-self.convert_samples :]) < self.config.threshold_db
         self.stats["gated"].append(gated)
         if gated:
             out = np.zeros(b, np.float32)
