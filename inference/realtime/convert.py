@@ -6,8 +6,8 @@ Per window ``[W]`` (``T = W / hop`` frames, see :mod:`inference.realtime.engine`
 1. ``svc.get_unit_f0`` on the whole window (speech units, f0 ``·2^(transpose/12)``, uv, the
    cluster / retrieval mix): the extra left context is what the encoder and the f0 predictor see;
 2. f0 continuity (:meth:`SvcConverter.continuity`): frames already played keep the f0 they were
-   played with (the history); the frames new in this block are octave-corrected against the last
-   voiced f0 played (:func:`correct_octaves`);
+   played with (the history); the frames new in this block are octave-corrected against a
+   trusted reference carried from the frames played (:func:`correct_octaves`, :class:`OctaveState`);
 3. ``svc.synthesize`` (the same method the offline ``Svc.infer`` calls: so-vits in torch or ONNX,
    fp32 or bf16 as the Svc was loaded, enhancer, diffusion) on the **last** ``ceil(n_out/hop) +
    SYNTH_MARGIN_FRAMES`` frames only, with the matching input samples.
@@ -16,6 +16,7 @@ Per window ``[W]`` (``T = W / hop`` frames, see :mod:`inference.realtime.engine`
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -41,36 +42,77 @@ OCTAVE_RESET_FRAMES = 10
 """An unvoiced gap this long (10 × 11.6 ms = 116 ms, a rest) ends the reference f0: the next note
 may start in any octave."""
 
+OCTAVE_STABLE_FRAMES = 6
+"""A reference f0 is trusted once it has held for this many voiced frames (6 × 11.6 ms = 70 ms)
+with no octave step between them. The first frames of a sung note are not: on vocadito_1 fcpe
+gives the onset's first 3-4 frames at the subharmonic (75 Hz, then 138-145 Hz), and a corrector
+that trusted them halved the whole 1.5 s note (issue 22)."""
 
-def correct_octaves(f0: np.ndarray, voiced: np.ndarray, last_f0: float | None,
-                    tol: float = OCTAVE_TOLERANCE,
-                    reset_frames: int = OCTAVE_RESET_FRAMES) -> np.ndarray:  # fmt: skip
-    """Remove octave jumps: ``f0 [N]`` Hz, ``voiced [N]`` bool, ``last_f0`` the last voiced f0
-    before these frames (Hz; ``None``: none) → a corrected copy ``[N]``.
+OCTAVE_MAX_FIXED = 16
+"""At most this many consecutive frames (16 × 11.6 ms = 186 ms) are corrected against one
+reference: an octave error of a predictor lasts a few frames, a new octave that holds longer
+is taken as sung (a leap without a glide) and becomes the reference."""
 
-    Walks the frames from ``last_f0``: a voiced frame whose ``log2(f0 / reference)`` is within
-    ``tol`` of ``+1`` is halved, of ``-1`` doubled; the (corrected) frame becomes the reference.
-    So a jump at a block join is corrected, and the frames after it follow the corrected octave
-    until the predictor returns on its own (no further jump) or a rest of ``reset_frames``
-    unvoiced frames. A true octave leap sung with a glide has no one-frame jump and is kept.
+
+@dataclass
+class OctaveState:
+    """Where :func:`correct_octaves` stands after a run of frames (carried across blocks).
+
+    ``ref``: the last voiced f0 taken as predicted (Hz; ``None``: none, e.g. after a rest);
+    ``run``: voiced frames taken as predicted since the last octave step (``ref`` is trusted
+    once ``run >= OCTAVE_STABLE_FRAMES``); ``fixed``: frames corrected in a row against ``ref``;
+    ``gap``: unvoiced frames since the last voiced one. A corrected frame never becomes ``ref``.
     """
+
+    ref: float | None = None
+    run: int = 0
+    fixed: int = 0
+    gap: int = 0
+
+
+def correct_octaves(f0: np.ndarray, voiced: np.ndarray,
+                    state: OctaveState | float | None = None, tol: float = OCTAVE_TOLERANCE,
+                    reset_frames: int = OCTAVE_RESET_FRAMES,
+                    stable_frames: int = OCTAVE_STABLE_FRAMES,
+                    max_fixed: int = OCTAVE_MAX_FIXED) -> np.ndarray:  # fmt: skip
+    """Remove octave errors: ``f0 [N]`` Hz, ``voiced [N]`` bool → a corrected copy ``[N]``.
+
+    ``state``: where the frames before these left off (an :class:`OctaveState`, updated in
+    place; a number: a trusted reference f0 in Hz; ``None``: nothing before). A voiced frame
+    whose ``log2(f0 / ref)`` is within ``tol`` of ``+1`` is halved, of ``-1`` doubled, but only
+    when ``ref`` is trusted (it held ``stable_frames`` voiced frames) and fewer than
+    ``max_fixed`` frames in a row were corrected; otherwise the frame is taken as predicted and
+    becomes the new reference (its run restarts at 1). Corrected frames leave ``ref`` as it was,
+    so one wrong frame cannot pull the rest of a note into its octave. ``reset_frames``
+    unvoiced frames (a rest) forget ``ref``. A true leap sung with a glide has no one-frame
+    octave step and is kept.
+    """
+    if isinstance(state, OctaveState):
+        st = state
+    elif state is not None and state > 0:
+        st = OctaveState(ref=float(state), run=stable_frames)
+    else:
+        st = OctaveState()
     out = np.array(f0, dtype=np.float64, copy=True)
-    ref = float(last_f0) if last_f0 and last_f0 > 0 else None
-    gap = 0
     for i in range(out.shape[0]):
         if not voiced[i] or out[i] <= 0:
-            gap += 1
-            if gap >= reset_frames:
-                ref = None
+            st.gap += 1
+            if st.gap >= reset_frames:
+                st.ref, st.run, st.fixed = None, 0, 0
             continue
-        gap = 0
-        if ref is not None:
-            r = math.log2(out[i] / ref)
-            if abs(r - 1.0) <= tol:
-                out[i] *= 0.5
-            elif abs(r + 1.0) <= tol:
-                out[i] *= 2.0
-        ref = out[i]
+        st.gap = 0
+        if st.ref is None:
+            st.ref, st.run, st.fixed = float(out[i]), 1, 0
+            continue
+        r = math.log2(out[i] / st.ref)
+        step = 1.0 if abs(r - 1.0) <= tol else -1.0 if abs(r + 1.0) <= tol else 0.0
+        if step == 0.0:
+            st.ref, st.run, st.fixed = float(out[i]), st.run + 1, 0
+        elif st.run >= stable_frames and st.fixed < max_fixed:
+            out[i] *= 2.0**-step
+            st.fixed += 1
+        else:  # an untrusted reference (a note's first frames), or the new octave held
+            st.ref, st.run, st.fixed = float(out[i]), 1, 0
     return out
 
 
@@ -99,6 +141,7 @@ class SvcConverter:
     def reset(self) -> None:
         self._hist_f0: np.ndarray | None = None  # [T] Hz as used for the previous window
         self._hist_uv: np.ndarray | None = None
+        self._octave = OctaveState()  # after the last frame played
 
     def skip(self) -> None:
         """A gated block: the window moved without a conversion (its frames count as unvoiced)."""
@@ -106,22 +149,27 @@ class SvcConverter:
             n = self.block_frames
             self._hist_f0 = np.concatenate([self._hist_f0[n:], np.zeros(n)])
             self._hist_uv = np.concatenate([self._hist_uv[n:], np.zeros(n, bool)])
+        correct_octaves(
+            np.zeros(self.block_frames), np.zeros(self.block_frames, bool), self._octave
+        )
 
     def continuity(self, f0: np.ndarray, uv: np.ndarray, first_old: int, first_new: int):
         """f0 ``[T]`` Hz and uv ``[T]`` bool of this window → the ones to synthesize: frames
         ``[first_old, first_new)`` (played in earlier blocks) take the history's values, frames
-        from ``first_new`` on are :func:`correct_octaves` against the last voiced f0 played."""
+        from ``first_new`` on are :func:`correct_octaves` from where the frames played so far
+        left off (:class:`OctaveState`). The state is kept after this block's played frames
+        ``[first_new, first_new + block_frames)``: the frames after them (the next join's tail)
+        are converted again, from a new window, by the next block."""
         f0, uv = f0.astype(np.float64), uv.astype(bool)
-        last = None
+        n = self.block_frames
         if self._hist_f0 is not None:
-            n = self.block_frames
             f0[first_old:first_new] = self._hist_f0[first_old + n : first_new + n]
             uv[first_old:first_new] = self._hist_uv[first_old + n : first_new + n]
-            played_f0, played_uv = self._hist_f0[: first_new + n], self._hist_uv[: first_new + n]
-            idx = np.flatnonzero(played_uv & (played_f0 > 0))
-            if idx.size and played_uv.shape[0] - 1 - idx[-1] < OCTAVE_RESET_FRAMES:
-                last = float(played_f0[idx[-1]])
-        f0[first_new:] = correct_octaves(f0[first_new:], uv[first_new:], last)
+        played = min(first_new + n, f0.shape[0])
+        f0[first_new:played] = correct_octaves(f0[first_new:played], uv[first_new:played],
+                                               self._octave)  # fmt: skip
+        tail = replace(self._octave)
+        f0[played:] = correct_octaves(f0[played:], uv[played:], tail)
         self._hist_f0, self._hist_uv = f0.copy(), uv.copy()
         return f0, uv
 
