@@ -69,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="folder of the target speaker's training audio (default: the demo "
                         "voice's synthetic singer, regenerated)")  # fmt: skip
     p.add_argument("--paced", action="store_true", help="feed the input at real pace")
+    p.add_argument("--whisper_window", choices=["short", "30s"], default="short",
+                   help="what a Whisper encoder encodes per block (realtime.py's flag)")  # fmt: skip
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=52468)
     p.add_argument("--data", default=None, help="the shared data folder (default ../shared/data)")
@@ -220,7 +222,8 @@ def main(argv=None) -> int:
     res = {"machine": rc.machine(args.threads),
            "input": {"seconds": len(wav) / SR, "data": str(data), "files_s": rc.files_used(segments)},
            "model_dir": str(args.model_dir), "speaker": args.speaker, "transpose": args.transpose,
-           "precision": args.precision, "f0_predictor": args.f0, "seed": args.seed}  # fmt: skip
+           "precision": args.precision, "f0_predictor": args.f0, "seed": args.seed,
+           "whisper_window": args.whisper_window}  # fmt: skip
     print(f"torch {res['machine']['torch']}, {args.threads} threads, load average "
           f"{res['machine']['loadavg_before']}; input {len(wav) / SR:.0f} s from "
           f"{', '.join(res['input']['files_s'])}", flush=True)  # fmt: skip
@@ -237,7 +240,8 @@ def main(argv=None) -> int:
         svc = rc.load_svc(spec, args.precision, pre)
         kw = {} if args.block_time is None else {"block_time": args.block_time}
         engine = StreamEngine(svc, StreamConfig(speaker=args.speaker, transpose=args.transpose,
-                                                f0_predictor=args.f0, seed=args.seed, **kw))  # fmt: skip
+                                                f0_predictor=args.f0, seed=args.seed,
+                                                whisper_window=args.whisper_window, **kw))  # fmt: skip
         t0 = time.perf_counter()
         out, report = stream_file(engine, wav, SR, args.paced)
         res["stream_s"] = time.perf_counter() - t0

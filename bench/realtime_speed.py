@@ -101,6 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--search_seconds", type=float, default=45.0,
                    help="excerpt length of the smallest-block search (s)")  # fmt: skip
     p.add_argument("--no_search", action="store_true", help="skip the smallest-block search")
+    p.add_argument("--whisper_window", choices=["short", "30s"], default="short",
+                   help="what a Whisper encoder encodes per block (realtime.py's flag)")  # fmt: skip
     p.add_argument("--template_dir", default=None,
                    help="a trained template-size model (folder: one *.pth + config.json) instead "
                         "of the random-init one (its measured latency can then be located)")  # fmt: skip
@@ -132,11 +134,13 @@ def check_args(args) -> None:
 
 
 # ------------------------------------------------------------------------------------ running
-def make_engine(svc, speaker: str, f0: str, seed: int, block_time: float | None):
+def make_engine(svc, speaker: str, f0: str, seed: int, block_time: float | None,
+                whisper_window: str = "short"):  # fmt: skip
     from inference.realtime import StreamConfig, StreamEngine
 
     kw = {} if block_time is None else {"block_time": block_time}
-    return StreamEngine(svc, StreamConfig(speaker=speaker, f0_predictor=f0, seed=seed, **kw))
+    return StreamEngine(svc, StreamConfig(speaker=speaker, f0_predictor=f0, seed=seed,
+                                          whisper_window=whisper_window, **kw))  # fmt: skip
 
 
 def stream(engine, wav, paced: bool):
@@ -153,7 +157,7 @@ def run_case(svc, speaker: str, f0: str, wav, args) -> dict:
     the offline conversion, per-window constancy and the smallest-block search."""
     from bench import realtime_common as rc
 
-    engine = make_engine(svc, speaker, f0, args.seed, args.block_time)
+    engine = make_engine(svc, speaker, f0, args.seed, args.block_time, args.whisper_window)
     block_s = engine.block_samples / SR
     out, report, compute = stream(engine, wav, args.paced)
     stats = rc.block_stats(compute, block_s)
@@ -179,9 +183,8 @@ def run_case(svc, speaker: str, f0: str, wav, args) -> dict:
         excerpt = wav[: int(min(args.search_seconds, len(wav) / SR) * SR)]
 
         def underruns_at(b: float) -> int:
-            return stream(make_engine(svc, speaker, f0, args.seed, b), excerpt, args.paced)[1][
-                "underruns"
-            ]
+            engine = make_engine(svc, speaker, f0, args.seed, b, args.whisper_window)
+            return stream(engine, excerpt, args.paced)[1]["underruns"]
 
         res["smallest_block"] = rc.smallest_block(underruns_at, args.search_blocks, block_s)
     return res
@@ -244,7 +247,7 @@ def main(argv=None) -> int:
     res = {"machine": rc.machine(args.threads), "input": {
         "seconds": len(wav) / SR, "data": str(data), "files_s": rc.files_used(segments),
         "built": "files concatenated with 0.3 s pauses, repeated to the length"},
-        "paced": args.paced, "latency_method": (
+        "paced": args.paced, "whisper_window": args.whisper_window, "latency_method": (
             "stream output located against Svc.slice_inference of the same input (zero latency) "
             "by Pearson cross-correlation of 11.6 ms RMS envelopes every 2.9 ms, parabolic peak; "
             "file mode: no sound-card buffers included"),

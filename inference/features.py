@@ -41,8 +41,11 @@ class SliceFeatures:
         f0_filter: bool,
         f0_predictor: str,
         cr_threshold: float = 0.05,
+        encoder_kw: dict | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``c [1, C, T]``, ``f0 [1, T]``, ``uv [1, T]`` for a wav at ``target_sample``."""
+        """``c [1, C, T]``, ``f0 [1, T]``, ``uv [1, T]`` for a wav at ``target_sample``.
+        ``encoder_kw``: extra arguments of the speech encoder's ``encoder()`` (the realtime
+        converter's Whisper ``pad_seconds``); ``None`` for the offline conversion."""
         from common.audio import resample
         from training.units import repeat_expand_2d
 
@@ -57,7 +60,7 @@ class SliceFeatures:
 
         wav16k = torch.from_numpy(resample(wav, self.target_sample, 16000)).to(self.dev)
         with torch.inference_mode():
-            c = self.hubert_model.encoder(wav16k)
+            c = self.hubert_model.encoder(wav16k, **(encoder_kw or {}))
         if self.net_g_ms is not None:
             want, key = self.net_g_ms.ssl_dim, "model.ssl_dim"
         else:  # only diffusion: the diffusion model's unit width

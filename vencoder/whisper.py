@@ -13,6 +13,11 @@ Preprocessing (sovits-4.1.md §6, ENCODERS.md §7), identical for both runtimes:
 Inputs longer than 30 s: the reference silently keeps only the first 30 s (its output then has
 fewer frames than ``L // 320``). Here the audio is instead cut into consecutive 30 s windows, each
 encoded as above, and the frames are concatenated, so the result always has ``L // 320`` frames.
+
+``encoder(wav, pad_seconds=p)`` (opt-in, used only by the realtime converter,
+inference/realtime/convert.py): an input of at most 30 s is padded only to the next multiple of
+``p`` seconds (``0``: to whole 20 ms frames) and the encoder runs on that many frames (the
+positional embedding's first rows). The default ``None`` is the 30 s window above, unchanged.
 """
 
 from __future__ import annotations
@@ -53,6 +58,18 @@ def log_mel_spectrogram(audio: torch.Tensor, n_mels: int = 80) -> torch.Tensor:
     log_spec = torch.clamp(mel, min=1e-10).log10()
     log_spec = torch.maximum(log_spec, log_spec.max() - 8.0)
     return (log_spec + 4.0) / 4.0
+
+
+def short_length(n: int, pad_seconds: float | None) -> int | None:
+    """Samples an input of ``n`` samples is padded to for ``encoder(..., pad_seconds)``: the next
+    multiple of ``pad_seconds`` s (``0``: of one 20 ms frame), at most 30 s; ``None``: the 30 s
+    window (``pad_seconds`` is ``None`` or the input is longer than 30 s)."""
+    if pad_seconds is None or n > CHUNK_SAMPLES:
+        return None
+    if not pad_seconds >= 0:
+        raise ValueError(f"pad_seconds must be >= 0, got {pad_seconds}")
+    step = max(SAMPLES_PER_FRAME, int(round(pad_seconds * SAMPLE_RATE)))
+    return min(CHUNK_SAMPLES, max(step, -(-n // step) * step))
 
 
 def windows(wav: torch.Tensor):
@@ -122,13 +139,15 @@ class AudioEncoder(nn.Module):
         self.ln_post = LayerNorm(n_state)
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
-        """``[B, n_mels, 2·n_ctx]`` → ``[B, n_ctx, n_state]``."""
+        """``[B, n_mels, 2·T]`` → ``[B, T, n_state]``, ``T ≤ n_ctx`` (``n_ctx``: the 30 s window;
+        fewer frames only for ``encoder(..., pad_seconds)``)."""
         x = F.gelu(self.conv1(mel))
         x = F.gelu(self.conv2(x)).permute(0, 2, 1)
-        if x.shape[1:] != self.positional_embedding.shape:
-            raise ValueError(f"mel gives {tuple(x.shape[1:])} frames, expected "
+        n_ctx, n_state = self.positional_embedding.shape
+        if x.shape[1] > n_ctx or x.shape[2] != n_state:
+            raise ValueError(f"mel gives {tuple(x.shape[1:])} frames, expected at most "
                              f"{tuple(self.positional_embedding.shape)}")  # fmt: skip
-        x = x + self.positional_embedding
+        x = x + self.positional_embedding[: x.shape[1]]
         for block in self.blocks:
             x = block(x)
         return self.ln_post(x)
@@ -182,8 +201,15 @@ class WhisperPPG(SpeechEncoder):
         self.dim = dims["n_audio_state"]
 
     @torch.no_grad()
-    def encoder(self, wav) -> torch.Tensor:
+    def encoder(self, wav, pad_seconds: float | None = None) -> torch.Tensor:
+        """16 kHz audio → ``[1, C, L // 320]``; ``pad_seconds``: see the module doc."""
         wav = prepare_wav(wav, name=self.name).to(self.device)
+        total = short_length(wav.shape[0], pad_seconds)
+        if total is not None:
+            mel = log_mel_spectrogram(F.pad(wav, (0, total - wav.shape[0])), self.n_mels)
+            with self.net_autocast():
+                out = self.model(mel.unsqueeze(0))[0, : wav.shape[0] // SAMPLES_PER_FRAME]
+            return out.float().T.unsqueeze(0)
         parts = []
         for window, keep in windows(wav):
             mel = log_mel_spectrogram(window, self.n_mels)
@@ -308,8 +334,15 @@ class WhisperPPGCT2(SpeechEncoder):
         return np.asarray(out)
 
     @torch.no_grad()
-    def encoder(self, wav) -> torch.Tensor:
+    def encoder(self, wav, pad_seconds: float | None = None) -> torch.Tensor:
+        """16 kHz audio → ``[1, C, L // 320]``; ``pad_seconds``: see the module doc."""
         wav = prepare_wav(wav, name=self.name).cpu()
+        total = short_length(wav.shape[0], pad_seconds)
+        if total is not None:
+            mel = log_mel_spectrogram(F.pad(wav, (0, total - wav.shape[0])), self.n_mels)
+            mel = np.ascontiguousarray(mel.numpy()[None].astype(np.float32))
+            out = torch.from_numpy(self._encode(mel)[0, : wav.shape[0] // SAMPLES_PER_FRAME])
+            return out.T.unsqueeze(0).float().to(self.device)
         parts = []
         for window, keep in windows(wav):
             mel = log_mel_spectrogram(window, self.n_mels).numpy()[None].astype(np.float32)

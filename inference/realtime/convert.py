@@ -35,6 +35,10 @@ phases of the harmonics alone make two seeds differ by 0.26. 16 frames covers th
 receptive field with room to spare for a trained model: a 0.25 s block with 1 s of extra context
 synthesizes 44 of the window's 115 frames."""
 
+WHISPER_SHORT_PAD_S = 1.0
+"""``whisper_window="short"``: a Whisper encoder's input is padded to the next whole second
+instead of 30 s (``encoder(..., pad_seconds=1.0)``, vencoder/whisper.py)."""
+
 OCTAVE_TOLERANCE = 0.15
 """A step of ``±1 ± 0.15`` octaves between two voiced frames is taken as an octave error."""
 
@@ -116,6 +120,13 @@ def correct_octaves(f0: np.ndarray, voiced: np.ndarray,
     return out
 
 
+def is_whisper(svc: Any) -> bool:
+    """Whether ``svc``'s speech encoder is a Whisper one (takes ``pad_seconds``)."""
+    from vencoder.whisper import WhisperPPG, WhisperPPGCT2
+
+    return isinstance(getattr(svc, "hubert_model", None), (WhisperPPG, WhisperPPGCT2))
+
+
 class SvcConverter:
     """The default converter of :class:`inference.realtime.StreamEngine` (see the module doc):
     ``converter(window [W] float32, n_out) -> [n_out] float32``, the audio of the window's last
@@ -135,6 +146,9 @@ class SvcConverter:
             raise UsageError(f"-cr {config.cluster_infer_ratio}: no cluster model or feature index "
                              "was loaded", "give one with -cm, or use -cr 0")  # fmt: skip
         svc.f0_predictor(config.f0_predictor)  # load it now (a missing weight file fails here)
+        self.encoder_kw = None
+        if getattr(config, "whisper_window", "30s") == "short" and is_whisper(svc):
+            self.encoder_kw = {"pad_seconds": WHISPER_SHORT_PAD_S}
         self.calls = 0
         self.reset()
 
@@ -180,8 +194,9 @@ class SvcConverter:
         need = math.ceil(n_out / h)
         start = max(0, n_frames - need - SYNTH_MARGIN_FRAMES)
         first_new = (len(window) - n_out) // h  # the first frame this block plays
+        kw = {"encoder_kw": self.encoder_kw} if self.encoder_kw else {}
         c, f0, uv = svc.get_unit_f0(window, cfg.transpose, cfg.cluster_infer_ratio, cfg.speaker,
-                                    False, cfg.f0_predictor)  # fmt: skip
+                                    False, cfg.f0_predictor, **kw)  # fmt: skip
         f0_np, uv_np = self.continuity(f0[0].float().cpu().numpy(), uv[0].cpu().numpy() > 0.5,
                                        start, first_new)  # fmt: skip
         f0 = torch.from_numpy(f0_np[start:]).to(f0)[None]

@@ -61,6 +61,16 @@ MAX_SEMITONES = 48
 MAX_NOISE_SCALE = 2.0
 MIN_THRESHOLD_DB = -120.0
 SILENCE_DB = -200.0  # the level reported for an all-zero block
+WHISPER_WINDOWS = ("short", "30s")
+"""``StreamConfig.whisper_window``: what a Whisper speech encoder (whisper-ppg*, whisper-*-ct2)
+encodes per block: the window padded only to the next whole second (``short``, the default,
+:data:`inference.realtime.convert.WHISPER_SHORT_PAD_S`), or padded to 30 s as offline (``30s``).
+Other encoders ignore it. Measured (issue 22) on the demo voice (whisper-ppg-ct2), bf16, fcpe,
+1 thread, vocadito_1: per-block compute p50 666 → 115 ms (0.25 s blocks, underruns 66/79 → 0/79);
+stream vs offline over 30 s, 30s → short: f0 corr 0.9921 → 0.9919, SECS − offline +0.0175 →
++0.0091, loudness corr 0.614 → 0.728. Units of a 1.33 s window vs the same window padded to 30 s:
+cosine per frame mean 0.936 (1st percentile 0.82; the window padded to 30 s vs the offline
+whole-file units: mean 0.54)."""
 
 
 @dataclass
@@ -72,6 +82,7 @@ class StreamConfig:
     as silence without the model; -120 practically never gates); ``transpose`` in semitones;
     ``speaker``: a name or id of the model (``None``: its first speaker), checked by
     :class:`StreamEngine` against the model.
+    ``whisper_window``: one of :data:`WHISPER_WINDOWS`.
     """
 
     block_time: float = 0.25
@@ -85,13 +96,14 @@ class StreamConfig:
     f0_predictor: str = "fcpe"
     noise_scale: float = 0.4
     seed: int = 52468
+    whisper_window: str = "short"
 
     def __post_init__(self) -> None:
         from modules.f0 import F0_PREDICTORS
 
         for f in fields(self):
             v = getattr(self, f.name)
-            if f.name in ("speaker", "f0_predictor", "seed"):
+            if f.name in ("speaker", "f0_predictor", "seed", "whisper_window"):
                 continue
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
                 _bad(f.name, v, "must be a finite number")
@@ -145,6 +157,9 @@ class StreamConfig:
         if not 0 <= int(self.seed) < 2**63:
             _bad("seed", self.seed, "the seed is 0..2^63-1")
         self.seed = int(self.seed)
+        if self.whisper_window not in WHISPER_WINDOWS:
+            raise UsageError(f"--whisper_window {self.whisper_window}: unknown window",
+                             f"choose one of {', '.join(WHISPER_WINDOWS)}")  # fmt: skip
 
 
 def _bad(name: str, value: Any, rule: str) -> None:
