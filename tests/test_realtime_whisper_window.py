@@ -109,3 +109,27 @@ def test_converter_passes_the_window_only_to_whisper(tiny_whisper, window, whisp
     conv = SvcConverter(svc, cfg, 512 * 115, 512 * 22)
     y = conv(np.zeros(512 * 115, np.float32), 512 * 27)
     assert y.shape == (512 * 27,) and svc.kwargs == [want]
+
+
+def test_other_encoders_ignore_the_window(tmp_path):
+    """A real Svc with a non-Whisper encoder (the tiny hubertsoft model): short and 30s stream the
+    same bytes."""
+    import soundfile as sf
+
+    from inference.infer_tool import Svc
+    from inference.realtime import StreamEngine
+    from inference.realtime.filemode import stream_file
+    from tests.infer_fixtures import make_workdir
+
+    make_workdir(tmp_path)
+    svc = Svc(tmp_path / "logs/44k/G_0.pth", tmp_path / "logs/44k/config.json", "cpu",
+              pretrain_dir=tmp_path / "pretrain")  # fmt: skip
+    wav, sr = sf.read(tmp_path / "raw" / "song.wav", dtype="float32")
+    wav = wav[int(1.6 * sr) : int(2.8 * sr)]
+    outs = []
+    for window in ("short", "30s"):
+        cfg = StreamConfig(speaker="alto", block_time=0.4, extra_time=0.5, whisper_window=window)
+        engine = StreamEngine(svc, cfg)
+        assert engine.converter.encoder_kw is None
+        outs.append(stream_file(engine, wav, sr, paced=False)[0])
+    assert outs[0].tobytes() == outs[1].tobytes() and np.abs(outs[0]).max() > 1e-3
