@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     model = latest_checkpoint_path(work / "logs" / "44k", "G_*.pth")
     run("cluster", [str(ROOT / "cluster" / "train_cluster.py"), "--minibatch"], work)
     clip = sorted((raw / "alto").glob("*.wav"))[0]
-    (work / "raw").mkdir(exist_ok=True)
+    (work / "raw").mkdir(parents=True, exist_ok=True)
     shutil.copy(clip, work / "raw" / clip.name)
     convert = [str(ROOT / "inference_main.py"), "-m", model, "-c", "logs/44k/config.json", "-n", clip.name,
                "-s", "bass", "-t", "-12", "-f0p", f0]  # fmt: skip
@@ -238,7 +238,7 @@ def real_voice(work: Path, f0: str) -> str | None:
     if not (model.is_file() and config.is_file() and clip.is_file()):
         print(f"\n== no real-voice base in {BASE_VOICE}: skipping the real-voice conversion")
         return None
-    (work / "raw").mkdir(exist_ok=True)
+    (work / "raw").mkdir(parents=True, exist_ok=True)
     shutil.copy(clip, work / "raw" / clip.name)
     run(f"convert a real singer's held-out phrase ({REAL_SOURCE} -> {REAL_TARGET}) with the base voice",
         [str(ROOT / "inference_main.py"), "-m", str(model), "-c", str(config), "-n", clip.name,
