@@ -173,12 +173,17 @@ class _Audio:
 
             self.data, self.sr = load_audio(self.wav_path)
             if sd is not None:
-                sd.play(self.data, self.sr)
-                self.start_host = time.monotonic() + float(sd.get_stream().latency)
-                self.note = "played through sounddevice"
+                try:
+                    sd.play(self.data, self.sr)
+                    self.start_host = time.monotonic() + float(sd.get_stream().latency)
+                    self.note = "played through sounddevice"
+                    return
+                except sd.PortAudioError as e:  # no output device (a server): the file still
+                    why = f"no output device: {e}"  # is the take's audio, timed as below
             else:
-                self.start_host = time.monotonic()
-                self.note = "not played (no sounddevice): timed from 'audio start'"
+                why = "no sounddevice"
+            self.start_host = time.monotonic()
+            self.note = f"not played ({why}): timed from 'audio start'"
             return
         if sd is None:
             raise InputError(

@@ -330,11 +330,14 @@ def test_demo_prints_quality_and_saves_picture(tmp_path, capsys):
     sf.write(work / "raw" / "alto_00.wav", sing(1.5, ALTO, seed=30)[0], 44100)
     out = work / "results" / "alto_00.wav_-12key_bass_sovits_fcpe.flac"
     sf.write(out, sing(1.5, ALTO_DOWN, seed=30)[0], 44100)
-    demo.report_quality(work, ["alto_00.wav"], "alto", "bass", -12)
+    raw = work / "dataset_raw"
+    demo.report_quality(
+        work, [demo.Pair("alto_00.wav", "alto", "bass", -12, raw / "alto", raw / "bass")]
+    )
     printed = capsys.readouterr().out
     assert "mean (1 files)" in printed
     assert f"{out.name}: follows the source melody -12 st" in printed
-    assert "sounds nearer the bass" in printed
+    assert "sounds nearer bass" in printed
     assert (work / "results" / f"{out.name}.compare.png").read_bytes()[:4] == b"\x89PNG"
     assert json.loads((work / "results" / "eval.json").read_text())["meta"]["asr"] == "off"
 

@@ -77,10 +77,12 @@ def _run_both(hps, net_g, net_d, batch, steps, after_first=None):
 
 def _assert_same_update(p, p2, lr, what):
     """Adam's first step moves every weight by about ±lr whatever the gradient's size, so a
-    gradient that is 0 up to rounding may move either way: allow that for a few elements."""
+    gradient that is 0 up to rounding may move either way: allow that for a few elements (1 %,
+    and at least 2: a 32-element bias with one such element is 3 %)."""
     d = (p - p2).abs()
     assert float(d.max()) <= 2.2 * lr, (what, float(d.max()))
-    assert float((d > 1e-6).float().mean()) < 0.01, (what, float((d > 1e-6).float().mean()))
+    flipped = int((d > 1e-6).sum())
+    assert flipped <= max(2, 0.01 * d.numel()), (what, flipped, d.numel())
 
 
 def test_train_step_matches_reference_step_fp32():
